@@ -1,0 +1,62 @@
+"""Small input checks and broadcasting helpers shared by every module."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def as_lam(lam) -> Tensor:
+    """λ as a floating tensor (python numbers become the default dtype)."""
+    if isinstance(lam, Tensor):
+        return lam if lam.is_floating_point() else lam.to(torch.get_default_dtype())
+    return torch.as_tensor(lam, dtype=torch.get_default_dtype())
+
+
+def batch_lam(lam, x: Tensor) -> Tensor:
+    """λ as a (batch,) tensor with x's dtype and device; λ may be a scalar or per-sample."""
+    lam = torch.as_tensor(lam, dtype=x.dtype, device=x.device)
+    if lam.ndim == 0:
+        return lam.expand(x.shape[0])
+    lam = lam.reshape(-1)
+    if lam.shape[0] == 1:
+        return lam.expand(x.shape[0])
+    if lam.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"lam has {lam.shape[0]} values for a batch of {x.shape[0]}; pass one λ or one per sample."
+        )
+    return lam
+
+
+def bcast(v: Tensor, x: Tensor) -> Tensor:
+    """Reshape a (batch,) tensor to broadcast against x of shape (batch, ...)."""
+    return v.reshape(v.shape[0], *([1] * (x.ndim - 1)))
+
+
+def check_finite(x: Tensor, name: str) -> None:
+    """ValueError naming ``name`` if x contains NaN or inf."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf values; clean the input (e.g. torch.nan_to_num) first.")
+
+
+def check_batch(x: Tensor, name: str = "x") -> None:
+    """ValueError unless x is a finite floating tensor with a batch dimension."""
+    check_finite(x, name)
+    if x.ndim < 2:
+        raise ValueError(
+            f"{name} has shape {tuple(x.shape)}; need (batch, ...) with at least one data dimension "
+            f"(use x.unsqueeze(-1) for scalar data)."
+        )
+    if not x.is_floating_point():
+        raise ValueError(f"{name} has dtype {x.dtype}; pass a floating tensor (x.float()).")
+
+
+def flat_dot(a: Tensor, b: Tensor) -> Tensor:
+    """Per-sample inner product over all non-batch dimensions -> (batch,)."""
+    return (a * b).reshape(a.shape[0], -1).sum(1)
+
+
+def flat_sq(a: Tensor) -> Tensor:
+    """Per-sample squared norm -> (batch,)."""
+    return a.reshape(a.shape[0], -1).pow(2).sum(1)

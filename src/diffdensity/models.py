@@ -1,0 +1,137 @@
+"""Models: anything with ``.schedule`` and ``.score(x, lam)``.
+
+:class:`NetworkModel` adapts a network ``net(x, lam) -> tensor shaped like x`` (``lam`` of shape (batch,)) to
+that protocol. Each parametrization is converted to ε̂ once, in :data:`TO_EPS`; the score is then −ε̂/σ
+(math.md §0.1). With x = α x₀ + σ ε the targets are:
+
+========= ===================================== ==============================================
+name      network predicts                      ε̂ from the prediction p
+========= ===================================== ==============================================
+eps       ε                                     p
+x0        x₀                                    (x − α p) / σ
+v         v = α ε − σ x₀  (Salimans & Ho)       (σ x + α p) / (α² + σ²)
+score     ∇log p_λ(x)                           −σ p
+flow      u = ε − x₀ (= dx_t/dt, FlowMatching)  (x + α p) / (α + σ)
+========= ===================================== ==============================================
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from ._checks import batch_lam, bcast
+from .schedules import Schedule
+
+__all__ = ["Model", "NetworkModel", "PARAMETRIZATIONS", "targets_from_eps", "CountingModel"]
+
+
+@runtime_checkable
+class Model(Protocol):
+    """The model protocol: a schedule and the score ∇_x log p_λ(x)."""
+
+    schedule: Schedule
+
+    def score(self, x: Tensor, lam) -> Tensor: ...
+
+
+def _eps_from_eps(p, x, a, s):
+    return p
+
+
+def _eps_from_x0(p, x, a, s):
+    return (x - a * p) / s
+
+
+def _eps_from_v(p, x, a, s):
+    return (s * x + a * p) / (a**2 + s**2)
+
+
+def _eps_from_score(p, x, a, s):
+    return -s * p
+
+
+def _eps_from_flow(p, x, a, s):
+    return (x + a * p) / (a + s)
+
+
+TO_EPS = {"eps": _eps_from_eps, "x0": _eps_from_x0, "v": _eps_from_v, "score": _eps_from_score, "flow": _eps_from_flow}
+PARAMETRIZATIONS = tuple(TO_EPS)
+
+
+def targets_from_eps(eps: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor) -> dict[str, Tensor]:
+    """The regression target of every parametrization, given the true ε (or the exact ε̂ = −σ s) at x."""
+    x0 = (x - sigma * eps) / alpha
+    return {
+        "eps": eps,
+        "x0": x0,
+        "v": alpha * eps - sigma * x0,
+        "score": -eps / sigma,
+        "flow": eps - x0,
+    }
+
+
+class NetworkModel(nn.Module):
+    """A network as a model: ``score(x, lam) = −ε̂(x, λ)/σ(λ)`` for any parametrization (math.md §0.1)."""
+
+    def __init__(self, net: nn.Module, schedule: Schedule, parametrization: str = "eps", transform=None):
+        super().__init__()
+        if parametrization not in TO_EPS:
+            raise ValueError(f"parametrization={parametrization!r}; choose one of {PARAMETRIZATIONS}.")
+        if not isinstance(schedule, Schedule):
+            raise ValueError(f"schedule must be a diffdensity Schedule (VP, VE, FlowMatching), got {schedule!r}.")
+        self.net = net
+        self.schedule = schedule
+        self.parametrization = parametrization
+        self.transform = transform  # data transform (integer data <-> model space), may be None
+
+    def _alpha_sigma(self, x: Tensor, lam):
+        lam_b = batch_lam(lam, x)
+        a, s = self.schedule.alpha_sigma(lam_b)
+        return lam_b, bcast(a, x), bcast(s, x)
+
+    def eps(self, x: Tensor, lam) -> Tensor:
+        """ε̂(x, λ), whatever the network predicts."""
+        lam_b, a, s = self._alpha_sigma(x, lam)
+        return TO_EPS[self.parametrization](self.net(x, lam_b), x, a, s)
+
+    def score(self, x: Tensor, lam) -> Tensor:
+        """∇_x log p_λ(x) ≈ −ε̂/σ."""
+        lam_b, a, s = self._alpha_sigma(x, lam)
+        return -TO_EPS[self.parametrization](self.net(x, lam_b), x, a, s) / s
+
+    def forward(self, x: Tensor, lam) -> Tensor:
+        return self.score(x, lam)
+
+
+class CountingModel:
+    """Wraps a model and counts score evaluations (NFE); everything else is passed through."""
+
+    def __init__(self, model):
+        if not hasattr(model, "score") or not hasattr(model, "schedule"):
+            raise ValueError(
+                f"{type(model).__name__} is not a model: it needs .schedule and .score(x, lam) "
+                "(wrap a network with dd.NetworkModel(net, schedule))."
+            )
+        self.model = model
+        self.schedule = model.schedule
+        self.nfe = 0
+
+    def score(self, x: Tensor, lam) -> Tensor:
+        self.nfe += 1
+        return self.model.score(x, lam)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+def model_dtype_device(model, x: Tensor):
+    """Move nothing; just check that a network model's parameters match x's device."""
+    if isinstance(model, nn.Module):
+        for p in model.parameters():
+            if p.device != x.device:
+                raise ValueError(f"x is on {x.device} but the model is on {p.device}; move one of them (.to(device)).")
+            break
+    return x.dtype, x.device
+
