@@ -1,5 +1,11 @@
-"""diffdensity: density in diffusion models (log-density, SDE tracking, high-density sampling, guidance)."""
+"""diffdensity: density in diffusion models (log-density, SDE tracking, high-density sampling, guidance).
+
+The public API of ../shared/docs/api.md, re-exported; nothing else lives here.
+"""
 from .schedules import VP, VE, FlowMatching, Schedule
 from .models import NetworkModel, CountingModel, PARAMETRIZATIONS
+from .oracle import GaussianMixture, DiffusedMixture
+from .sampling import Samples, sample_ode, sample_sde
+from .likelihood import log_prob, bits_per_dim, ode_sde_gap
 
 __version__ = "0.1.0"

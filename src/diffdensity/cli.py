@@ -1,0 +1,127 @@
+"""The ``diffdensity`` command line: it only parses options and calls the library.
+
+Sub-commands are registered on the click group :func:`main`; ``diffdensity train --help`` lists every training
+option (one per :class:`diffdensity.training.TrainConfig` field).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="diffdensity")
+def main():
+    """diffdensity: density in diffusion models (training, sampling, likelihood)."""
+
+
+def _parse_kv(ctx, param, values):
+    """KEY=VALUE pairs (VALUE parsed as JSON when possible) -> dict."""
+    out = {}
+    for item in values:
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", ctx=ctx, param=param)
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+# Options whose values are structural (they define the model / trajectory). On --resume, options not given on the
+# command line are taken from the run's checkpoint instead of the defaults.
+@main.command("train")
+@click.option("--dataset", default="digits", help="digits | 8gaussians | checkerboard | moons | swissroll | pinwheel | patches16 | cifar10 | folder")
+@click.option("--root", default=None, help="data folder for cifar10 / folder")
+@click.option("--data-opt", "dataset_kwargs", multiple=True, callback=_parse_kv, metavar="KEY=VALUE",
+              help="extra load_dataset argument (repeatable), e.g. --data-opt n_train=5000")
+@click.option("--no-dequantize", "dequantize", is_flag=True, flag_value=False, default=True,
+              help="train on the integer values instead of uniformly dequantized ones")
+@click.option("--net", type=click.Choice(["auto", "mlp", "unet"]), default="auto",
+              help="network; auto = the UNet preset of the dataset if there is one, else an MLP")
+@click.option("--preset", default=None, help="UNet preset (cifar10 | digits | patches16); default: the dataset name")
+@click.option("--hidden", type=int, default=None, help="MLP width (default 256)")
+@click.option("--depth", type=int, default=None, help="MLP residual blocks (default 3)")
+@click.option("--net-opt", "net_kwargs", multiple=True, callback=_parse_kv, metavar="KEY=VALUE",
+              help="network argument override (repeatable), e.g. --net-opt ch=32 --net-opt dropout=0.0")
+@click.option("--schedule", type=click.Choice(["VP", "VE", "FlowMatching"]), default="VP")
+@click.option("--lambda-min", type=float, default=None, help="default: the schedule's")
+@click.option("--lambda-max", type=float, default=None, help="default: the schedule's")
+@click.option("--parametrization", type=click.Choice(["eps", "x0", "v", "score", "flow"]), default="eps",
+              help="what the network predicts; the loss is always the ε-loss on the converted ε̂")
+@click.option("--weighting", type=click.Choice(["elbo", "quality"]), default="elbo",
+              help="elbo: w=1 (maximum likelihood); quality: w=sigmoid(2-λ)")
+@click.option("--importance/--no-importance", default=True, help="adaptive importance sampling of λ")
+@click.option("--is-bins", type=int, default=100)
+@click.option("--is-decay", type=float, default=0.99)
+@click.option("--is-uniform-mix", type=float, default=0.0, help="weight of a uniform component in the λ proposal")
+@click.option("--steps", type=int, default=10000)
+@click.option("--batch-size", type=int, default=128, help="global batch (split over processes)")
+@click.option("--lr", type=float, default=2e-4)
+@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adamw")
+@click.option("--weight-decay", type=float, default=0.0)
+@click.option("--warmup", type=int, default=200, help="linear learning-rate warm-up steps")
+@click.option("--clip", type=float, default=1.0, help="gradient-norm clip (0 = off)")
+@click.option("--ema-decay", type=float, default=0.999, help="EMA of the weights (0 = raw weights)")
+@click.option("--log-every", type=int, default=50)
+@click.option("--eval-every", type=int, default=0, help="held-out bits/dim every N steps (0 = only at the end)")
+@click.option("--no-eval-final", "eval_final", is_flag=True, flag_value=False, default=True)
+@click.option("--eval-n", type=int, default=128, help="held-out examples per evaluation")
+@click.option("--eval-solver", default="euler", help="PF-ODE solver for evaluation (euler | heun | dopri5)")
+@click.option("--eval-steps", type=int, default=128, help="solver steps for evaluation (fixed-step solvers)")
+@click.option("--sample-every", type=int, default=0, help="PNG sample grid every N steps (0 = off)")
+@click.option("--n-samples", type=int, default=64)
+@click.option("--sample-steps", type=int, default=128)
+@click.option("--checkpoint-every", type=int, default=1000)
+@click.option("--seed", type=int, default=0)
+@click.option("--out", default="runs/run", help="run folder (checkpoint.pt, model.safetensors, config.json, log.jsonl)")
+@click.option("--resume", is_flag=True, help="continue from OUT/checkpoint.pt (options not given are taken from it)")
+@click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default="no")
+@click.option("--cpu", is_flag=True, help="force the CPU even if a GPU is present")
+@click.option("--threads", type=int, default=None, help="torch CPU threads per process")
+@click.option("--no-progress", "progress", is_flag=True, flag_value=False, default=True)
+@click.pass_context
+def train_cmd(ctx, **opts):
+    """Train a diffusion model; the EMA model folder is written to OUT (load it with dd.load(OUT)).
+
+    Multi-process / multi-GPU: `accelerate launch [--num_processes N] [--cpu] -m diffdensity.cli train ...`.
+    """
+    from .training import TrainConfig, train
+    from .training.trainer import CHECKPOINT_NAME, load_checkpoint
+
+    eval_kwargs = {"solver": opts.pop("eval_solver")}
+    eval_steps = opts.pop("eval_steps")
+    if eval_kwargs["solver"] != "dopri5":
+        eval_kwargs["steps"] = eval_steps
+    opts["eval_kwargs"] = eval_kwargs
+    if opts["clip"] == 0:
+        opts["clip"] = None
+    if opts["resume"]:
+        ckpt = Path(opts["out"]) / CHECKPOINT_NAME
+        if ckpt.exists():
+            stored = load_checkpoint(ckpt)["config"]
+            src = click.core.ParameterSource
+            given = {k for k in ctx.params if ctx.get_parameter_source(k) == src.COMMANDLINE}
+            if ctx.get_parameter_source("eval_solver") == src.COMMANDLINE or ctx.get_parameter_source("eval_steps") == src.COMMANDLINE:
+                given.add("eval_kwargs")
+            merged = {k: (opts[k] if k in given else stored.get(k, opts[k])) for k in opts}
+            merged["resume"] = True
+            merged["out"] = opts["out"]
+            opts = merged
+        else:
+            click.echo(f"--resume: no {ckpt} yet, starting a new run", err=True)
+    try:
+        config = TrainConfig.from_dict(opts)
+        out = train(config)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(str(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""Saving and loading models: a model folder is ``model.safetensors`` + ``config.json``.
+
+``config.json`` holds everything needed to rebuild the model without the training code::
+
+    {"format": "diffdensity-model", "version": 1,
+     "schedule": {"name": "VP", "lambda_min": -10.0, "lambda_max": 10.0},
+     "parametrization": "eps",
+     "net": {"type": "UNet", ...},            # nets.build_net(config) rebuilds the network
+     "transform": {...} | null,               # data.Transform.to_config()
+     "dataset": "digits", "training": {...}, ...}   # free metadata (save(..., **meta))
+
+``model.safetensors`` holds the network's ``state_dict`` (the EMA weights for trained runs). Loading is strict:
+missing or unexpected keys, wrong shapes, truncated files, bad JSON or unknown schedules raise a ValueError that
+names the file and the problem; nothing is ever partially loaded. Both files are written atomically
+(temporary file in the same folder, then ``os.replace``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .models import PARAMETRIZATIONS, NetworkModel
+
+__all__ = ["save", "load", "list_models", "PRETRAINED_DIR", "CONFIG_NAME", "WEIGHTS_NAME", "atomic_write"]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT = "diffdensity-model"
+FORMAT_VERSION = 1
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+_RESERVED = ("format", "version", "schedule", "parametrization", "net", "transform")
+
+
+# ------------------------------------------------------------------------------------------------ atomic files
+def atomic_write(path, write) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file next to ``path``, fsync it, then ``os.replace`` it onto ``path``.
+
+    A crash or a signal at any moment leaves either the old file or the new one, never a half-written one; the
+    temporary file (``.<name>.*.tmp``) is removed if ``write`` fails.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    return path
+
+
+def _write_json(path, obj) -> Path:
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+
+    return atomic_write(path, write)
+
+
+# ------------------------------------------------------------------------------------------------ save
+def save(model: NetworkModel, path, weights: dict | None = None, **meta) -> Path:
+    """Write ``model`` as a model folder at ``path`` (created if needed); returns the folder.
+
+    ``weights`` (a state_dict of ``model.net``, e.g. EMA weights) replaces the net's own weights in the file.
+    ``**meta`` (JSON-able: dataset name, training settings, metrics, ...) is stored in ``config.json``.
+    """
+    from safetensors.torch import save_file
+
+    if not isinstance(model, NetworkModel):
+        raise ValueError(f"save() needs a diffdensity NetworkModel, got {type(model).__name__}.")
+    net_config = getattr(model.net, "config", None)
+    if not isinstance(net_config, dict) or "type" not in net_config:
+        raise ValueError(
+            f"the network {type(model.net).__name__} has no .config dict with a 'type' key, so it could not be "
+            "rebuilt on load; use a diffdensity.nets network (MLP, UNet) or give yours a .config understood by "
+            "nets.build_net."
+        )
+    bad = [k for k in meta if k in _RESERVED]
+    if bad:
+        raise ValueError(f"metadata keys {bad} are reserved for the model description; rename them.")
+    path = Path(path)
+    if path.suffix in (".safetensors", ".json"):
+        raise ValueError(f"{path}: pass a folder path; save() writes {WEIGHTS_NAME} and {CONFIG_NAME} inside it.")
+    state = weights if weights is not None else model.net.state_dict()
+    # clone: safetensors refuses tensors that share memory (tied weights)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    transform = getattr(model, "transform", None)
+    config = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "schedule": model.schedule.config(),
+        "parametrization": model.parametrization,
+        "net": net_config,
+        "transform": transform.to_config() if transform is not None else None,
+        **meta,
+    }
+    try:
+        json.dumps(config)
+    except TypeError as e:
+        raise ValueError(f"metadata must be JSON-serialisable: {e}") from None
+    atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    _write_json(path / CONFIG_NAME, config)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ load
+def list_models() -> list[str]:
+    """Names of the shipped pretrained models (folders under ``diffdensity/pretrained``)."""
+    if not PRETRAINED_DIR.is_dir():
+        return []
+    return sorted(
+        p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file()
+    )
+
+
+def _resolve(path_or_name) -> Path:
+    p = Path(path_or_name)
+    if p.exists():
+        if p.is_file():
+            if p.name in (CONFIG_NAME, WEIGHTS_NAME):
+                return p.parent
+            raise ValueError(f"{p}: expected a model folder (with {WEIGHTS_NAME} and {CONFIG_NAME}), got a file.")
+        return p
+    name = str(path_or_name)
+    if (PRETRAINED_DIR / name).is_dir():
+        return PRETRAINED_DIR / name
+    shipped = list_models()
+    raise ValueError(
+        f"{name!r} is neither an existing model folder nor a shipped model; shipped models: "
+        f"{', '.join(shipped) if shipped else 'none'}."
+    )
+
+
+def read_config(folder) -> dict:
+    """The parsed and checked ``config.json`` of a model folder."""
+    folder = Path(folder)
+    cfg_path = folder / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise ValueError(f"{cfg_path}: missing; a model folder needs {CONFIG_NAME} and {WEIGHTS_NAME}.")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{cfg_path}: not valid JSON ({e}).") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{cfg_path}: expected a JSON object, got {type(cfg).__name__}.")
+    if cfg.get("format") != FORMAT:
+        raise ValueError(f"{cfg_path}: not a diffdensity model config (format={cfg.get('format')!r}, expected {FORMAT!r}).")
+    if cfg.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{cfg_path}: config version {cfg.get('version')!r} is not supported (expected {FORMAT_VERSION}).")
+    missing = [k for k in ("schedule", "parametrization", "net") if k not in cfg]
+    if missing:
+        raise ValueError(f"{cfg_path}: missing keys {missing}.")
+    if cfg["parametrization"] not in PARAMETRIZATIONS:
+        raise ValueError(
+            f"{cfg_path}: unknown parametrization {cfg['parametrization']!r}; expected one of {PARAMETRIZATIONS}."
+        )
+    return cfg
+
+
+def check_state_dict(module: nn.Module, state: dict, source) -> None:
+    """ValueError naming ``source`` unless ``state`` has exactly the module's keys with the same shapes."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if tuple(state[k].shape) != tuple(own[k].shape)
+    )
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_short(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_short(unexpected)}")
+        if wrong:
+            parts.append(f"wrong shapes {_short(wrong)}")
+        raise ValueError(f"{source}: weights do not match the network described in {CONFIG_NAME}: " + "; ".join(parts) + ".")
+
+
+def _short(items, n=5):
+    return str(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def build_model(cfg: dict, source="config") -> NetworkModel:
+    """A freshly initialised NetworkModel (with transform) from a config dict."""
+    from .data.transforms import Transform
+    from .nets import build_net
+    from .schedules import schedule_from_config
+
+    try:
+        schedule = schedule_from_config(cfg["schedule"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{source}: bad schedule {cfg.get('schedule')!r} ({e}).") from None
+    try:
+        net = build_net(cfg["net"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{source}: cannot build the network from {cfg.get('net')!r} ({e}).") from None
+    transform = None
+    if cfg.get("transform") is not None:
+        try:
+            transform = Transform.from_config(cfg["transform"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{source}: bad data transform {cfg.get('transform')!r} ({e}).") from None
+    return NetworkModel(net, schedule, cfg["parametrization"], transform=transform)
+
+
+def load(path_or_name, device=None) -> NetworkModel:
+    """Load a model folder or a shipped model by name (see :func:`list_models`) -> NetworkModel in eval mode.
+
+    The result has ``.transform`` (data units <-> model space) and ``.config`` (the parsed config.json).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = _resolve(path_or_name)
+    cfg = read_config(folder)
+    model = build_model(cfg, source=folder / CONFIG_NAME)
+    wpath = folder / WEIGHTS_NAME
+    if not wpath.is_file():
+        raise ValueError(f"{wpath}: missing; a model folder needs {CONFIG_NAME} and {WEIGHTS_NAME}.")
+    try:
+        state = load_file(str(wpath))
+    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+        raise ValueError(f"{wpath}: cannot read the weights ({e}); the file is truncated or corrupt.") from None
+    check_state_dict(model.net, state, wpath)
+    model.net.load_state_dict(state, strict=True)
+    if device is not None:
+        model = model.to(device)
+    model.config = cfg
+    model.eval()
+    return model
