@@ -1,0 +1,23 @@
+import pytest
+import torch
+
+import diffdensity as dd
+
+SCHEDULES = {"VP": dd.VP, "VE": dd.VE, "FlowMatching": dd.FlowMatching}
+
+
+@pytest.fixture(params=list(SCHEDULES))
+def schedule(request):
+    return SCHEDULES[request.param]()
+
+
+def make_mixture(D, K=3, seed=0, std=0.4, scale=1.0, diagonal=False, dtype=torch.float64):
+    """A small random Gaussian mixture in D dimensions (float64 by default)."""
+    g = torch.Generator().manual_seed(seed)
+    means = scale * torch.randn(K, D, generator=g, dtype=dtype)
+    if diagonal:
+        stds = std * (0.5 + torch.rand(K, D, generator=g, dtype=dtype))
+    else:
+        stds = std * (0.5 + torch.rand(K, generator=g, dtype=dtype))
+    weights = 0.2 + torch.rand(K, generator=g, dtype=dtype)
+    return dd.GaussianMixture(means, stds, weights)
