@@ -1,0 +1,150 @@
+"""Solvers on problems with known solutions: fitted convergence orders, NFE counts, adaptive accuracy."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from diffdensity.solvers import brownian_increments, odeint, odeint_adaptive, sdeint
+
+
+def linear_ode(lam, y):
+    # y = (u, w): du/dλ = −u + sin λ, dw/dλ = u (an augmented scalar driven by the state)
+    u, w = y
+    return -u + math.sin(float(lam)), u
+
+
+def exact_linear(lam, u0=1.0):
+    # u(λ) = (u0 − c) e^{−λ} + (sin λ − cos λ)/2 with u(0) = u0, c = −1/2; w = ∫ u
+    c = -0.5
+    u = (u0 - c) * math.exp(-lam) + 0.5 * (math.sin(lam) - math.cos(lam))
+    w = (u0 - c) * (1 - math.exp(-lam)) + 0.5 * (-math.cos(lam) + 1 - math.sin(lam))
+    return u, w
+
+
+def fitted_order(hs, errs):
+    return np.polyfit(np.log(hs), np.log(errs), 1)[0]
+
+
+@pytest.mark.parametrize("method,order", [("euler", 1.0), ("heun", 2.0)])
+def test_fixed_step_orders(method, order):
+    T = 2.0
+    ue, we = exact_linear(T)
+    hs, errs = [], []
+    for n in (16, 32, 64, 128, 256):
+        y0 = (torch.tensor([1.0], dtype=torch.float64), torch.tensor([0.0], dtype=torch.float64))
+        sol = odeint(linear_ode, y0, torch.linspace(0, T, n + 1, dtype=torch.float64), method=method)
+        assert sol.nfe == n * (1 if method == "euler" else 2)
+        hs.append(T / n)
+        errs.append(abs(sol.y[0].item() - ue) + abs(sol.y[1].item() - we))
+    assert abs(fitted_order(hs, errs) - order) < 0.2
+
+
+def test_decreasing_grid_inverts():
+    f = lambda lam, y: (-y[0],)
+    fwd = odeint(f, (torch.tensor([1.0], dtype=torch.float64),), torch.linspace(0, 1, 2001, dtype=torch.float64), "heun")
+    back = odeint(f, fwd.y, torch.linspace(1, 0, 2001, dtype=torch.float64), "heun")
+    assert abs(back.y[0].item() - 1.0) < 1e-6
+
+
+def test_dopri5_accuracy_and_nfe():
+    T = 2.0
+    ue, we = exact_linear(T)
+    y0 = (torch.tensor([1.0], dtype=torch.float64), torch.tensor([0.0], dtype=torch.float64))
+    loose = odeint_adaptive(linear_ode, y0, 0.0, T, rtol=1e-4, atol=1e-4)
+    tight = odeint_adaptive(linear_ode, y0, 0.0, T, rtol=1e-9, atol=1e-9)
+    assert abs(tight.y[0].item() - ue) < 1e-6 and abs(tight.y[1].item() - we) < 1e-6
+    assert 0 < loose.nfe < tight.nfe
+
+
+def _strong_errors(drift_diff, exact, x0, T, n_paths, fine, levels, seed):
+    g = torch.Generator().manual_seed(seed)
+    dw_fine = math.sqrt(T / fine) * torch.randn(fine, n_paths, 1, generator=g, dtype=torch.float64)
+    w_T = dw_fine.sum(0)
+    x_exact = exact(w_T, dw_fine)
+    hs, errs = [], []
+    for n in levels:
+        dw = brownian_increments(dw_fine, fine // n)
+        sol = sdeint(drift_diff, (torch.full((n_paths, 1), x0, dtype=torch.float64),),
+                     torch.linspace(0, T, n + 1, dtype=torch.float64), dw=dw)
+        assert sol.nfe == n
+        hs.append(T / n)
+        errs.append((sol.y[0] - x_exact).abs().mean().item())
+    return hs, errs
+
+
+class GBM:
+    """dX = μ X dλ + σ X dW: multiplicative noise, so Euler–Maruyama has strong order ½."""
+
+    mu, sig = 0.5, 1.0
+
+    def evaluate(self, lam, y):
+        return y[0]
+
+    def drift(self, x):
+        return (self.mu * x,)
+
+    def diffusion(self, x, dw):
+        return (self.sig * x * dw,)
+
+
+class OU(GBM):
+    """dX = −θ X dλ + σ dW: additive noise, where Euler–Maruyama coincides with Milstein (strong order 1)."""
+
+    theta, sig = 1.5, 0.8
+
+    def drift(self, x):
+        return (-self.theta * x,)
+
+    def diffusion(self, x, dw):
+        return (self.sig * dw,)
+
+
+def test_euler_maruyama_strong_order_half_multiplicative_noise():
+    T, p = 1.0, GBM()
+    exact = lambda w, dw: 1.0 * torch.exp((p.mu - 0.5 * p.sig**2) * T + p.sig * w)
+    hs, errs = _strong_errors(p, exact, 1.0, T, 4000, 2**12, (2**4, 2**5, 2**6, 2**7, 2**8), 0)
+    assert abs(fitted_order(hs, errs) - 0.5) < 0.2
+
+
+def test_euler_maruyama_on_ornstein_uhlenbeck():
+    """OU's exact solution on the same Brownian path, x_T = x0 e^{−θT} + σ ∫ e^{−θ(T−s)} dW_s (the integral as a
+    fine Riemann sum of the shared increments). Additive noise: EM's strong order is 1 here (it equals Milstein)."""
+    T, p, fine = 1.0, OU(), 2**14
+    def exact(w, dw):
+        s = torch.linspace(0, T, fine + 1, dtype=torch.float64)[:-1] + 0.5 * T / fine
+        return 2.0 * math.exp(-p.theta * T) + p.sig * (torch.exp(-p.theta * (T - s))[:, None, None] * dw).sum(0)
+    hs, errs = _strong_errors(p, exact, 2.0, T, 2000, fine, (2**4, 2**5, 2**6, 2**7, 2**8), 1)
+    assert abs(fitted_order(hs, errs) - 1.0) < 0.2
+
+
+def test_end_evaluation_reuse_counts_one_extra():
+    class Counting(GBM):
+        uses_end_evaluation = True
+        calls = 0
+
+        def evaluate(self, lam, y):
+            Counting.calls += 1
+            return y[0]
+
+        def correction(self, ev0, ev1, dl, dw):
+            return (torch.zeros_like(ev1),)
+
+    sol = sdeint(Counting(), (torch.ones(3, 1, dtype=torch.float64),), torch.linspace(0, 1, 11, dtype=torch.float64),
+                 generator=torch.Generator().manual_seed(0))
+    assert sol.nfe == 11 == Counting.calls
+
+
+def test_grid_and_method_errors():
+    f = lambda lam, y: (y[0],)
+    y0 = (torch.ones(1),)
+    with pytest.raises(ValueError, match="monotone"):
+        odeint(f, y0, torch.tensor([0.0, 1.0, 0.5]))
+    with pytest.raises(ValueError, match="method"):
+        odeint(f, y0, torch.tensor([0.0, 1.0]), method="rk45")
+    with pytest.raises(ValueError, match="NaN"):
+        odeint(f, y0, torch.tensor([0.0, float("nan")]))
+    with pytest.raises(ValueError, match="dw has shape"):
+        sdeint(GBM(), y0, torch.linspace(0, 1, 5), dw=torch.zeros(3, 1))
+    with pytest.raises(ValueError, match="tolerances"):
+        odeint_adaptive(f, y0, 0.0, 1.0, rtol=0.0)
