@@ -78,8 +78,8 @@ def test_hutchinson_fixed_probe_nfe_at_most_twice_exact(schedule):
     assert torch.isfinite(lp).all()
 
 
-def test_sample_ode_tracked_logp_matches_log_prob(schedule):
-    D = 8
+@pytest.mark.parametrize("D", [2, 64])
+def test_sample_ode_tracked_logp_matches_log_prob(schedule, D):
     m = make_mixture(D, seed=6, std=0.5).diffused(schedule)
     prior = lambda z: m.log_prob(z, schedule.lambda_min)
     xT = m.sample(8, schedule.lambda_min, generator=torch.Generator().manual_seed(0))
