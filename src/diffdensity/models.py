@@ -125,13 +125,3 @@ class CountingModel:
     def __getattr__(self, name):
         return getattr(self.model, name)
 
-
-def model_dtype_device(model, x: Tensor):
-    """Move nothing; just check that a network model's parameters match x's device."""
-    if isinstance(model, nn.Module):
-        for p in model.parameters():
-            if p.device != x.device:
-                raise ValueError(f"x is on {x.device} but the model is on {p.device}; move one of them (.to(device)).")
-            break
-    return x.dtype, x.device
-
