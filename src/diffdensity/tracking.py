@@ -8,8 +8,6 @@ coefficient vanishes, so no divergence is computed and tracking costs no score e
 """
 from __future__ import annotations
 
-
-
 import torch
 from torch import Tensor
 
@@ -46,18 +44,19 @@ def score_and_divergence(model, x: Tensor, lam, divergence: str | None, probes: 
             return model.score(x, lam), None
     if divergence not in DIVERGENCES:
         raise ValueError(f"divergence={divergence!r}; choose one of {DIVERGENCES}.")
+    if divergence == "hutchinson" and probes is None:
+        raise ValueError("Hutchinson divergence needs probes (make_probes).")
     if divergence == "hutchinson" and mode == "jvp":
         return _hutchinson_jvp(model, x, lam, probes)
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         s = model.score(xg, lam)
         if divergence == "hutchinson":
-            if probes is None:
-                raise ValueError("Hutchinson divergence needs probes (make_probes).")
             n = probes.shape[0]
-            (vj,) = torch.autograd.grad(s, xg, probes, is_grads_batched=n > 1) if n > 1 else \
-                torch.autograd.grad(s, xg, probes[0])
-            vj = vj.reshape(n, *x.shape) if n > 1 else vj[None]
+            if n == 1:
+                vj = torch.autograd.grad(s, xg, probes[0])[0][None]
+            else:
+                (vj,) = torch.autograd.grad(s, xg, probes, is_grads_batched=True)
             div = (vj * probes).reshape(n, x.shape[0], -1).sum(-1).mean(0)
         else:
             div = _exact_trace(s, xg, chunk_size)
@@ -98,9 +97,8 @@ def logp_drift(dyn: Dynamics, lam, x: Tensor, s: Tensor, u_tilde: Tensor, lap: T
     D = x[0].numel()
     f = coef(sch.f, lam, x).reshape(-1)
     rate = -D * f + flat_dot(s, u_tilde - dyn.pf_drift(lam, x, s))
-    k = _lap_coef(sch, lam, x, c2)
     if lap is not None:
-        rate = rate + k.reshape(-1) * lap
+        rate = rate + _lap_coef(sch, lam, x, c2).reshape(-1) * lap
     return rate.expand(x.shape[0]) if rate.ndim == 0 or rate.shape[0] == 1 else rate
 
 
@@ -171,26 +169,25 @@ class AugmentedSDE:
         return noise, flat_dot(ev["s"], noise)
 
     def correction(self, ev0, ev1, dl, dw):
-        xi = ev0["c"] * dw
-        inc = corrected_logp_increment(self.dyn.schedule, ev0["lam"], ev1["lam"], ev0["x"], ev0["s"],
-                                       ev1["x"], ev1["s"], xi)
+        b0 = self.dyn.drift(ev0["lam"], ev0["x"], ev0["s"])
+        b1 = self.dyn.drift(ev1["lam"], ev1["x"], ev1["s"])
+        inc = corrected_logp_increment(self.dyn.schedule, ev0["lam"], ev1["lam"], ev0["x"], ev0["s"], b0,
+                                       ev1["s"], b1, ev0["c"] * dw)
         return torch.zeros_like(ev1["x"]), inc
 
 
-def corrected_logp_increment(sch, lam0, lam1, x0, s0, x1, s1, xi) -> Tensor:
-    """One step of the corrected Theorem-1 tracker (math.md §1.2b): the EM x-step x0 → x1 with noise ξ, scores s0,
-    s1 at both ends. Terms: exact ∫−D f, trapezoid ½g2‖s‖², Itô noise with the linear-noise fix (F), the
+def corrected_logp_increment(sch, lam0, lam1, x0, s0, b0, s1, b1, xi) -> Tensor:
+    """One step of the corrected Theorem-1 tracker (math.md §1.2b): the EM x-step from x0 with noise ξ; scores s0,
+    s1 and reverse-SDE drifts b0, b1 at both ends. Terms: exact ∫−D f, trapezoid ½g2‖s‖², Itô noise with the linear-noise fix (F), the
     Laplacian-free Itô–Stratonovich/Milstein term (SN), and the EM-transition-law correction (CEM)."""
     D = x0[0].numel()
     dl = float(lam1) - float(lam0)
     l0 = torch.as_tensor(lam0, dtype=x0.dtype, device=x0.device)
     l1 = torch.as_tensor(lam1, dtype=x0.dtype, device=x0.device)
-    f0, f1 = sch.f(l0), sch.f(l1)
+    f0 = sch.f(l0)
     g20, g21, g2p0 = sch.g2(l0), sch.g2(l1), sch.g2_prime(l0)
     V = g20 * dl
     ds = s1 - s0
-    b0 = f0 * x0 + g20 * s0
-    b1 = f1 * x1 + g21 * s1
     xi_sq = flat_sq(xi)
     ds_xi = flat_dot(ds, xi)
     return (
