@@ -170,3 +170,16 @@ def test_bits_per_dim_uses_model_transform_and_checks_input():
         dd.bits_per_dim(m, x_int + 5, levels=5)
     with pytest.raises(ValueError, match="dequantize"):
         dd.bits_per_dim(m, x_int, levels=5, dequantize="gaussian")
+
+
+def test_bits_per_dim_casts_integer_data_to_the_network_dtype():
+    """api.md: dd.bits_per_dim(model, digits, levels=17) on scikit-learn's float64 (or uint8) integer images."""
+    from diffdensity.nets import MLP
+
+    torch.manual_seed(0)
+    model = dd.NetworkModel(MLP(4, hidden=16, depth=1), dd.VP())  # float32 weights
+    x64 = torch.tensor([[0.0, 3.0, 16.0, 7.0], [1.0, 1.0, 2.0, 9.0]], dtype=torch.float64)
+    a = dd.bits_per_dim(model, x64, levels=17, solver="euler", steps=8, generator=torch.Generator().manual_seed(0))
+    b = dd.bits_per_dim(model, x64.to(torch.uint8), levels=17, solver="euler", steps=8,
+                        generator=torch.Generator().manual_seed(0))
+    assert a.dtype == torch.float32 and torch.equal(a, b) and torch.isfinite(a).all()

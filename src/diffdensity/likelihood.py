@@ -54,6 +54,16 @@ def _log_abs_det(transform, x: Tensor) -> float:
         return float(transform.log_abs_det())
 
 
+def _data_dtype(model, x: Tensor) -> torch.dtype:
+    """Integer data (any dtype: uint8 images, float64 from scikit-learn) goes to the network's dtype; a model
+    without parameters (the oracle) keeps a floating x's dtype."""
+    params = getattr(model, "parameters", None)
+    p = next(iter(params()), None) if callable(params) else None
+    if p is not None:
+        return p.dtype
+    return x.dtype if x.is_floating_point() else torch.get_default_dtype()
+
+
 def bits_per_dim(model, x_int: Tensor, levels: int = 256, dequantize: str = "uniform", repeats: int = 1,
                  generator: torch.Generator | None = None, **log_prob_kw) -> Tensor:
     """Bits per dimension of integer data -> (batch,).
@@ -76,7 +86,7 @@ def bits_per_dim(model, x_int: Tensor, levels: int = 256, dequantize: str = "uni
     t_levels = getattr(transform, "levels", None)
     if t_levels is not None and levels is not None and int(t_levels) != int(levels):
         raise ValueError(f"levels={levels} but the model's data transform expects {t_levels} levels; pass levels={t_levels}.")
-    xf = x_int.to(torch.get_default_dtype() if not x_int.is_floating_point() else x_int.dtype)
+    xf = x_int.to(_data_dtype(model, x_int))
     if dequantize == "uniform":
         if (xf != xf.round()).any() or (xf < 0).any() or (xf > levels - 1).any():
             raise ValueError(
