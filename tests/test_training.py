@@ -326,3 +326,17 @@ def test_missing_likelihood_is_skipped_gracefully(tmp_path, monkeypatch, capsys)
     out = train(_toy_config(tmp_path / "nolik", steps=3, eval_final=True))
     assert "bits/dim evaluation skipped" in capsys.readouterr().err
     assert (out / "model.safetensors").exists()
+
+
+def test_sample_grids_are_written(tmp_path):
+    from diffdensity.data import load_dataset
+    from diffdensity.training.visual import save_samples_png
+
+    out = train(_toy_config(tmp_path / "s", steps=4, sample_every=2, n_samples=16, sample_steps=8))
+    assert (out / "samples_0000002.png").is_file() and (out / "samples_0000004.png").is_file()
+    ds = load_dataset("digits")
+    z = torch.rand(10, 1, 8, 8) * 2 - 1
+    assert save_samples_png(ds, z, tmp_path / "digits.png")
+    from PIL import Image
+
+    assert Image.open(tmp_path / "digits.png").size[0] >= 8 * 4

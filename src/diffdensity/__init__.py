@@ -9,3 +9,5 @@ from .sampling import Samples, sample_ode, sample_sde
 from .likelihood import log_prob, bits_per_dim, ode_sde_gap
 
 __version__ = "0.1.0"
+from .io import load, save, list_models
+from .training import train, TrainConfig

@@ -21,7 +21,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from .models import PARAMETRIZATIONS, NetworkModel
@@ -33,6 +32,8 @@ WEIGHTS_NAME = "model.safetensors"
 FORMAT = "diffdensity-model"
 FORMAT_VERSION = 1
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 _RESERVED = ("format", "version", "schedule", "parametrization", "net", "transform")
 
 
@@ -48,6 +49,7 @@ def atomic_write(path, write) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
