@@ -48,3 +48,13 @@ def test_model_errors():
     with pytest.raises(ValueError, match="batch"):
         dd.NetworkModel(ExactPrediction(m, "eps"), dd.VP()).score(torch.zeros(4, 2, dtype=torch.float64),
                                                                   torch.zeros(3, dtype=torch.float64))
+
+
+def test_network_dtype_mismatch_is_a_clear_error_and_float64_works():
+    from diffdensity.nets import MLP
+
+    model = dd.NetworkModel(MLP(3, hidden=8, depth=1), dd.VP())
+    with pytest.raises(ValueError, match="float64 but the network's weights are torch.float32"):
+        model.score(torch.zeros(2, 3, dtype=torch.float64), 0.0)
+    model = model.to(torch.float64)
+    assert model.score(torch.zeros(2, 3, dtype=torch.float64), 0.0).dtype == torch.float64

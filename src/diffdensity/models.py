@@ -87,6 +87,12 @@ class NetworkModel(nn.Module):
         self.transform = transform  # data transform (integer data <-> model space), may be None
 
     def _alpha_sigma(self, x: Tensor, lam):
+        p = next(self.net.parameters(), None)
+        if p is not None and p.dtype != x.dtype:
+            raise ValueError(
+                f"x is {x.dtype} but the network's weights are {p.dtype}; convert one of them "
+                f"(model.to({x.dtype}) for end-to-end {x.dtype}, or x.to({p.dtype}))."
+            )
         lam_b = batch_lam(lam, x)
         a, s = self.schedule.alpha_sigma(lam_b)
         return lam_b, bcast(a, x), bcast(s, x)

@@ -1,0 +1,45 @@
+"""The sampling, likelihood and demo sub-commands (training has tests/test_cli_train.py)."""
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from diffdensity.cli import main
+
+
+def test_models_sample_and_log_prob(tmp_path):
+    r = CliRunner()
+    res = r.invoke(main, ["models"])
+    assert res.exit_code == 0 and "digits8" in res.output.split()
+    out = tmp_path / "s"
+    res = r.invoke(main, ["sample", "toy2d-moons", "--n", "32", "--steps", "64", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    arr = np.load(out / "samples.npz")
+    assert arr["x"].shape == (32, 2) and arr["logp"].shape == (32,) and int(arr["nfe"]) == 65
+    assert (out / "samples.png").is_file()
+    res = r.invoke(main, ["log-prob", "toy2d-moons", "--data", str(out / "samples.npz"), "--n", "8",
+                          "--out", str(tmp_path / "lp.json")])
+    assert res.exit_code == 0, res.output
+    lp = json.loads((tmp_path / "lp.json").read_text())
+    assert len(lp["log_prob_nats"]) == 8 and np.isfinite(lp["mean"])
+    res = r.invoke(main, ["log-prob", "digits8", "--n", "4", "--solver", "euler", "--steps", "16",
+                          "--out", str(tmp_path / "bpd.json")])
+    assert res.exit_code == 0, res.output
+    bpd = json.loads((tmp_path / "bpd.json").read_text())
+    assert len(bpd["bits_per_dim"]) == 4 and 0.5 < bpd["mean"] < 4.0
+
+
+def test_sample_unknown_model_is_a_clear_error(tmp_path):
+    res = CliRunner().invoke(main, ["sample", "no-such-model", "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "shipped models" in str(res.exception)
+
+
+def test_demo_quick(tmp_path):
+    res = CliRunner().invoke(main, ["demo", "--quick", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert abs(summary["mixture"]["corrected"]["mean_err"]) < 0.1
+    assert summary["mixture"]["pf_ode_log_prob"]["mean_abs_err"] < 0.01
+    assert 0.5 < summary["digits8"]["bits_per_dim"] < 3.0
+    for f in ("report.md", "mixture_sde_logp.png", "digits8_samples_by_logp.png"):
+        assert (tmp_path / f).is_file()
