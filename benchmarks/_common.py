@@ -36,9 +36,11 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
-def save(name: str, payload: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    payload = {"machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), **payload}
-    path.write_text(json.dumps(payload, indent=2))
+def save(name: str, payload: dict, path=None) -> Path:
+    """Write ``payload`` with the machine description as JSON (default: results/<name>.json); prints the path."""
+    path = Path(path) if path is not None else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), **payload}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {path}")
     return path

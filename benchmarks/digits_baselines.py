@@ -13,13 +13,16 @@ Usage: python benchmarks/digits_baselines.py  (prints a table, writes benchmarks
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import sys
 from pathlib import Path
 
 import torch
 
 from diffdensity.data import load_dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save  # noqa: E402
 
 
 def histogram_bpd(train: torch.Tensor, test: torch.Tensor, levels: int, alpha: float = 1.0) -> torch.Tensor:
@@ -67,19 +70,14 @@ def main():
     print(f"{'baseline':36s} {'held-out bits/dim':>18s}")
     for name, r in rows.items():
         print(f"{name:36s} {r['test_bpd']:>10.4f} ± {r['stderr']:.4f}")
-    result = {
-        "benchmark": "digits_baselines",
+    save("digits_baselines", {
         "dataset": "digits (sklearn, split of diffdensity.data.load_dataset('digits'))",
         "levels": levels,
         "n_train": len(train),
         "n_test": len(test),
         "settings": vars(args),
         "baselines": rows,
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    }, args.out)
 
 
 if __name__ == "__main__":

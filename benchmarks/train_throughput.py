@@ -6,10 +6,8 @@ Prints a table and writes benchmarks/results/train_throughput.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +17,9 @@ from diffdensity.models import NetworkModel
 from diffdensity.nets import MLP, unet_preset
 from diffdensity.schedules import VP
 from diffdensity.training import EMA, ImportanceSampler, denoising_loss, low_discrepancy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save  # noqa: E402
 
 def _shipped_net(name):
     import json
@@ -89,19 +90,11 @@ def main():
         r = {"preset": name, "shape": list(shape), **measure(build, shape, batch, steps)}
         rows.append(r)
         print(f"{name:42s} {r['params']:>10,d} {r['batch']:>6d} {r['s_per_step']:>9.4f} {r['images_per_s']:>10.1f}", flush=True)
-    result = {
-        "benchmark": "train_throughput",
+    save("train_throughput", {
         "what": "one training step: importance-sampled λ, ε-loss, backward, clip, AdamW, EMA (CPU)",
         "threads": args.threads,
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
         "rows": rows,
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    }, args.out)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,17 @@ from .models import NetworkModel, CountingModel, PARAMETRIZATIONS
 from .oracle import GaussianMixture, DiffusedMixture
 from .sampling import Samples, sample_ode, sample_sde
 from .likelihood import log_prob, bits_per_dim, ode_sde_gap
+from .io import load, save, list_models
+from .training import train, TrainConfig, Trainer, ImportanceSampler, EMA, denoising_loss
 
 __version__ = "0.1.0"
-from .io import load, save, list_models
-from .training import train, TrainConfig
+
+__all__ = [
+    "VP", "VE", "FlowMatching", "Schedule",
+    "NetworkModel", "CountingModel", "PARAMETRIZATIONS",
+    "GaussianMixture", "DiffusedMixture",
+    "Samples", "sample_ode", "sample_sde",
+    "log_prob", "bits_per_dim", "ode_sde_gap",
+    "load", "save", "list_models",
+    "train", "TrainConfig", "Trainer", "ImportanceSampler", "EMA", "denoising_loss",
+]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-import torch
 from torch import Tensor, nn
 
 from ._checks import batch_lam, bcast
