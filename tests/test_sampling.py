@@ -189,3 +189,8 @@ def test_sample_ode_and_sde_errors():
         dd.sample_ode(m, torch.full((3, 2), float("inf")))
     with pytest.raises(ValueError, match="sample shape"):
         dd.sample_ode(m, torch.zeros(3, 5))
+    from diffdensity.dynamics import PFODE
+    from diffdensity.sampling import integrate_ode
+
+    with pytest.raises(ValueError, match="lam1"):
+        integrate_ode(m, PFODE(s), xT, 0.0, 12.0, track=False, solver="dopri5")

@@ -42,9 +42,7 @@ def _progress(progress, total, desc):
 
 def _prepare(model, x: Tensor, name: str = "x_T") -> CountingModel:
     check_batch(x, name)
-    counted = CountingModel(model)
-    counted.schedule.check_lam(counted.schedule.lambda_min)
-    return counted
+    return CountingModel(model)
 
 
 def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float, *, track: bool, logp0=None,
@@ -57,6 +55,8 @@ def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
         raise ValueError(f"solver={solver!r}; choose one of {ODE_SOLVERS}.")
     if track and divergence not in DIVERGENCES:
         raise ValueError(f"divergence={divergence!r}; choose one of {DIVERGENCES}.")
+    dynamics.schedule.check_lam(lam0, "lam0")
+    dynamics.schedule.check_lam(lam1, "lam1")
     probes = make_probes(x, n_probes, probe, generator) if track and divergence == "hutchinson" else None
     func = AugmentedODE(model, dynamics, track, divergence, probes, chunk_size)
     y0 = (x, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device) if logp0 is None else logp0) if track else (x,)
