@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_batch, check_finite
+from .data.transforms import unit_interval_transform
 from .dynamics import PFODE
 from .sampling import Samples, _prepare, integrate_ode
 
@@ -32,26 +33,6 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "do
                                  desc="log_prob")
     lp = (prior or sch.prior_log_prob)(x_enc) - delta
     return (lp, m.nfe) if return_nfe else lp
-
-
-class _DefaultTransform:
-    """Integer data in [0, levels) to model space [−1, 1): z = 2 x / levels − 1 (log|det| = D log(2/levels))."""
-
-    def __init__(self, levels: int):
-        self.levels = levels
-
-    def forward(self, x: Tensor) -> Tensor:
-        return 2.0 * x / self.levels - 1.0
-
-    def log_abs_det(self, x: Tensor) -> float:
-        return x[0].numel() * math.log(2.0 / self.levels)
-
-
-def _log_abs_det(transform, x: Tensor) -> float:
-    try:
-        return float(transform.log_abs_det(x))
-    except TypeError:
-        return float(transform.log_abs_det())
 
 
 def _data_dtype(model, x: Tensor) -> torch.dtype:
@@ -82,7 +63,7 @@ def bits_per_dim(model, x_int: Tensor, levels: int = 256, dequantize: str = "uni
     if not isinstance(x_int, Tensor):
         x_int = torch.as_tensor(x_int)
     check_finite(x_int.float(), "x_int")
-    transform = getattr(model, "transform", None) or _DefaultTransform(levels)
+    transform = getattr(model, "transform", None)
     t_levels = getattr(transform, "levels", None)
     if t_levels is not None and levels is not None and int(t_levels) != int(levels):
         raise ValueError(f"levels={levels} but the model's data transform expects {t_levels} levels; pass levels={t_levels}.")
@@ -95,7 +76,12 @@ def bits_per_dim(model, x_int: Tensor, levels: int = 256, dequantize: str = "uni
             )
     if xf.ndim < 2:
         raise ValueError(f"x_int has shape {tuple(xf.shape)}; need (batch, ...).")
+    if transform is None:
+        if levels is None:
+            raise ValueError("the model has no data transform and levels=None; pass levels (e.g. levels=256).")
+        transform = unit_interval_transform(xf.shape[1:], xf.shape[1:], levels)
     D = xf[0].numel()
+    log_det = transform.log_abs_det()
     total = torch.zeros(xf.shape[0], dtype=xf.dtype, device=xf.device)
     for _ in range(int(repeats) if dequantize == "uniform" else 1):
         u = torch.rand(xf.shape, generator=generator, dtype=xf.dtype, device=xf.device) if dequantize == "uniform" else 0.0
@@ -103,7 +89,7 @@ def bits_per_dim(model, x_int: Tensor, levels: int = 256, dequantize: str = "uni
         z = transform.forward(xd)
         check_batch(z, "transformed x")
         lp = log_prob(model, z, generator=generator, **log_prob_kw)
-        total = total + lp + _log_abs_det(transform, xd)
+        total = total + lp + log_det
     mean_lp = total / (int(repeats) if dequantize == "uniform" else 1)
     return -mean_lp / (D * math.log(2.0))
 
