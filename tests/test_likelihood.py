@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import diffdensity as dd
-from diffdensity.tracking import make_probes, score_and_divergence
+from diffdensity.evaluation import make_probes, score_and_divergence
 
 from conftest import make_mixture
 

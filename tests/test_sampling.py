@@ -98,13 +98,13 @@ def test_general_rule_tracks_the_hd_ode(schedule, D):
     """The §2.4 rule along the high-density ODE (ũ = f x + g2 s ≠ u): d log p/dλ = −div u + ⟨s, ũ − u⟩ reproduces
     the exact log p of the endpoint (math.md §1.4, §1.8 item 8) — no sampler-specific log-density code."""
     from diffdensity.dynamics import HDODE
-    from diffdensity.sampling import integrate_ode
+    from diffdensity.integrate import integrate_ode
 
     m = make_mixture(D, seed=7, std=0.5).diffused(schedule)
     lam0, lam1 = 0.0, schedule.lambda_max
     x = m.sample(8, lam0, generator=torch.Generator().manual_seed(0))
-    y, logp = integrate_ode(m, HDODE(schedule), x, lam0, lam1, track=True, logp0=m.log_prob(x, lam0),
-                            solver="dopri5", divergence="exact")
+    y, logp, _ = integrate_ode(m, HDODE(schedule), x, lam0, lam1, track=True, logp0=m.log_prob(x, lam0),
+                               solver="dopri5", divergence="exact")
     assert (logp - m.log_prob(y, lam1)).abs().max() < 1e-2
     assert (logp - m.log_prob(x, lam0)).mean() > 0  # it climbs in density
 
@@ -190,7 +190,7 @@ def test_sample_ode_and_sde_errors():
     with pytest.raises(ValueError, match="sample shape"):
         dd.sample_ode(m, torch.zeros(3, 5))
     from diffdensity.dynamics import PFODE
-    from diffdensity.sampling import integrate_ode
+    from diffdensity.integrate import integrate_ode
 
     with pytest.raises(ValueError, match="lam1"):
         integrate_ode(m, PFODE(s), xT, 0.0, 12.0, track=False, solver="dopri5")

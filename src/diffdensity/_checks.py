@@ -1,6 +1,8 @@
 """Small input checks and broadcasting helpers shared by every module."""
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor
 
@@ -28,8 +30,28 @@ def batch_lam(lam, x: Tensor) -> Tensor:
 
 
 def bcast(v: Tensor, x: Tensor) -> Tensor:
-    """Reshape a (batch,) tensor to broadcast against x of shape (batch, ...)."""
-    return v.reshape(v.shape[0], *([1] * (x.ndim - 1)))
+    """Reshape a (batch,) tensor to broadcast against x of shape (batch, ...); a 0-d tensor is returned as is."""
+    return v if v.ndim == 0 else v.reshape(v.shape[0], *([1] * (x.ndim - 1)))
+
+
+def at(fn, lam, x: Tensor) -> Tensor:
+    """A schedule function of λ (a float, 0-d or (batch,) tensor) in x's dtype/device, broadcastable to x."""
+    return bcast(fn(torch.as_tensor(lam, dtype=x.dtype, device=x.device)), x)
+
+
+def per_sample(v: Tensor, x: Tensor) -> Tensor:
+    """A scalar or per-sample quantity as a flat (batch,) tensor."""
+    v = torch.as_tensor(v, dtype=x.dtype, device=x.device).reshape(-1)
+    return v.expand(x.shape[0]) if v.numel() == 1 else v
+
+
+def check_count(v, name: str, allow_none: bool = False) -> None:
+    """ValueError unless v is a positive integer (bools are refused: ``steps=True`` is a mistake)."""
+    if v is None and allow_none:
+        return
+    ok = isinstance(v, numbers.Integral) or (isinstance(v, float) and v.is_integer())
+    if isinstance(v, bool) or not ok or v < 1:
+        raise ValueError(f"{name}={v!r}: need a positive integer.")
 
 
 def check_finite(x: Tensor, name: str) -> None:

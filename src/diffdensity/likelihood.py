@@ -9,7 +9,8 @@ from torch import Tensor
 from ._checks import check_batch, check_finite
 from .data.transforms import unit_interval_transform
 from .dynamics import PFODE
-from .sampling import Samples, _prepare, integrate_ode
+from .evaluation import Divergence
+from .integrate import Samples, integrate_ode, prepare
 
 __all__ = ["log_prob", "bits_per_dim", "ode_sde_gap", "DEQUANTIZE"]
 
@@ -23,16 +24,15 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "do
     """log p_{λ_max}(x) in nats -> (batch,): encode x by the PF-ODE to λ_min accumulating Δ = ∫(−div u)dλ, then
     log p(x) = prior(x_enc) − Δ (math.md §1.1). ``prior`` defaults to the schedule's Gaussian prior;
     ``return_nfe=True`` returns (logp, nfe). Fixed-grid solvers ("euler", "heun") need ``steps``."""
-    m = _prepare(model, x, "x")
-    sch = m.schedule
+    prepare(model, x, "x")
+    sch = model.schedule
     if solver != "dopri5" and steps is None:
         steps = 1024
-    x_enc, delta = integrate_ode(m, PFODE(sch), x, sch.lambda_max, sch.lambda_min, track=True, solver=solver,
-                                 steps=steps, divergence=divergence, rtol=rtol, atol=atol, n_probes=n_probes,
-                                 probe=probe, generator=generator, chunk_size=chunk_size, progress=progress,
-                                 desc="log_prob")
-    lp = (prior or sch.prior_log_prob)(x_enc) - delta
-    return (lp, m.nfe) if return_nfe else lp
+    div = Divergence(divergence, n_probes=n_probes, probe=probe, generator=generator, chunk_size=chunk_size)
+    enc = integrate_ode(model, PFODE(sch), x, sch.lambda_max, sch.lambda_min, track=True, solver=solver,
+                        steps=steps, divergence=div, rtol=rtol, atol=atol, progress=progress, desc="log_prob")
+    lp = (prior or sch.prior_log_prob)(enc.x) - enc.logp
+    return (lp, enc.nfe) if return_nfe else lp
 
 
 def _data_dtype(model, x: Tensor) -> torch.dtype:

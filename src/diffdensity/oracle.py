@@ -210,8 +210,7 @@ class DiffusedMixture:
 
     def _mix(self, x: Tensor, lam) -> _Mixture:
         self.mixture._flat(x)
-        if not isinstance(lam, torch.Tensor):  # user-facing λ; solvers' internal stages may step just outside
-            self.schedule.check_lam(lam)
+        self.schedule.check_lam(lam)
         lam_b = batch_lam(lam, x)
         a, s = self.schedule.alpha_sigma(lam_b)
         a, s = a[:, None, None], s[:, None, None]

@@ -61,8 +61,9 @@ def _heun(f, y, l0, l1):
 ODE_METHODS = {"euler": _euler, "heun": _heun}
 
 
-def odeint(func, y0, grid, method: str = "euler", return_path: bool = False, progress=None) -> Solution:
-    """Integrate dy/dλ = func(λ, y) over ``grid`` with a fixed-step method ("euler": order 1, "heun": order 2)."""
+def odeint(func, y0, grid, method: str = "euler", return_path: bool = False, progress=None, callback=None) -> Solution:
+    """Integrate dy/dλ = func(λ, y) over ``grid`` with a fixed-step method ("euler": order 1, "heun": order 2).
+    ``callback(i, lam, y)`` runs after step i with the state y at the step's end λ."""
     if method not in ODE_METHODS:
         raise ValueError(f"method={method!r}; fixed-grid ODE methods are {sorted(ODE_METHODS)} (or 'dopri5').")
     grid = check_grid(grid)
@@ -76,6 +77,8 @@ def odeint(func, y0, grid, method: str = "euler", return_path: bool = False, pro
         it = progress(it)
     for i in it:
         y = step(f, y, lams[i], lams[i + 1])
+        if callback is not None:
+            callback(i, lams[i + 1], y)
         if return_path:
             path.append(y)
     return Solution(y, f.n, path, len(lams) - 1)

@@ -25,8 +25,9 @@ def brownian_increments(dw_fine: Tensor, factor: int) -> Tensor:
 
 
 def sdeint(sde, y0, grid, generator: torch.Generator | None = None, dw: Tensor | None = None,
-           return_path: bool = False, progress=None) -> Solution:
-    """Euler–Maruyama: y₁ = y₀ + drift·Δλ + G ΔW, ΔW ~ N(0, |Δλ| I) shaped like y[0] (or the given ``dw``)."""
+           return_path: bool = False, progress=None, callback=None) -> Solution:
+    """Euler–Maruyama: y₁ = y₀ + drift·Δλ + G ΔW, ΔW ~ N(0, |Δλ| I) shaped like y[0] (or the given ``dw``).
+    ``callback(i, lam, y)`` runs after step i with the state at the step's end."""
     grid = check_grid(grid)
     y = as_tuple(y0)
     lams = grid.tolist()
@@ -62,6 +63,8 @@ def sdeint(sde, y0, grid, generator: torch.Generator | None = None, dw: Tensor |
         else:
             ev = None
         y = y1
+        if callback is not None:
+            callback(i, l1, y)
         if return_path:
             path.append(y)
     return Solution(y, nfe, path, n)
