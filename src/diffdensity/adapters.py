@@ -73,9 +73,10 @@ def warn_if_guided(model) -> None:
     """Warn once per model when a classifier-free-guided model is tracked by the SDE sampler (Theorem 1 of
     Karczewski et al. 2025a assumes a true score; a guided field is not one, so the SDE log p is biased for w ≠ 0).
     Called by ``sample_sde``; the PF-ODE log-density of the guided flow is well defined."""
-    inner = getattr(model, "model", None)  # look through CountingModel
-    target = model if getattr(model, "guided", False) else inner if getattr(inner, "guided", False) else None
-    if target is None or getattr(target, "_warned_sde", False):
+    target = model
+    while getattr(target, "model", None) is not None:  # look through wrappers such as CountingModel
+        target = target.model
+    if not getattr(target, "guided", False) or getattr(target, "_warned_sde", False):
         return
     target._warned_sde = True
     warnings.warn(
@@ -189,6 +190,7 @@ class _ForeignNetModel(nn.Module):
     schedule: Schedule
     parametrization: str
     timestep_dtype = None  # dtype of the timestep handed to the network (None: the network's input dtype)
+    overshoot = 0.1  # tolerated fraction of the λ range beyond its ends (see _check_range)
 
     def _init_common(self, net, schedule, parametrization, condition, uncondition, guidance_scale, autocast):
         self.net = net
@@ -206,6 +208,19 @@ class _ForeignNetModel(nn.Module):
                                  "e.g. the empty-prompt embedding or the null class id).")
         self.guided = bool(self.guidance_scale)
         self.transform = None
+
+    def _check_range(self, lam_b: Tensor) -> None:
+        """ValueError for λ beyond the trained range by more than ``overshoot`` of its width. Users cannot ask for
+        λ outside the range through the library (the schedule's range is the trained one and every sampler and
+        log_prob checks its λ endpoints against it); the margin exists because torchdiffeq's dopri5 takes its last
+        step past the end of the interval and interpolates back, so its last stages evaluate the field beyond
+        λ_min (measured: up to 4.4% of the width). There the timestep map is extrapolated linearly."""
+        lo, hi = self.schedule.lambda_min, self.schedule.lambda_max
+        tol = self.overshoot * (hi - lo)
+        t = lam_b.detach()
+        if not torch.isfinite(t).all() or (t < lo - tol).any() or (t > hi + tol).any():
+            raise ValueError(f"lam in [{float(t.min()):.6g}, {float(t.max()):.6g}] is outside the λ range this model "
+                             f"was trained on [{lo:.6g}, {hi:.6g}]; pass λ within it (the schedule's range).")
 
     def _net_dtype(self):
         params = getattr(self.net, "parameters", None)
@@ -227,7 +242,7 @@ class _ForeignNetModel(nn.Module):
     def score(self, x: Tensor, lam) -> Tensor:
         """∇_x log p_λ(x) from the network's prediction (models.TO_EPS), guided if ``guidance_scale`` is set."""
         lam_b = batch_lam(lam, x)
-        self.schedule.check_lam(lam_b, "lam")
+        self._check_range(lam_b)
         a, s = self.schedule.alpha_sigma(lam_b)
         a, s = bcast(a, x), bcast(s, x)
         to_eps = TO_EPS[self.parametrization]
