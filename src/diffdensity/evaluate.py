@@ -108,13 +108,14 @@ def evaluate_bits_per_dim(model, dataset, *, batch_size: int = 64, levels: int |
                           dequantize: str = "uniform", solver: str = "dopri5", steps: int | None = None,
                           divergence: str = "hutchinson", n_probes: int = 1, rtol: float = 1e-5, atol: float = 1e-5,
                           limit: int | None = None, device=None, model_name: str | None = None,
-                          progress: bool | None = None) -> dict:
+                          progress: bool | None = None, **log_prob_kw) -> dict:
     """Bits/dim of every example of ``dataset`` (a tensor or map-style dataset of integer data, batch first) by
     :func:`dd.bits_per_dim` (uniform dequantization, PF-ODE log p). Returns a dict with "mean", "sem", "n",
     "per_example" (a numpy array in dataset order), "index", the settings, NFE and time; with ``out`` also writes
     the files of the module docstring and resumes from them. The seed is ``seed``, else
     ``generator.initial_seed()``, else 0. Under ``accelerate launch`` each process takes whole batches and every
-    process returns the gathered result. ``limit`` evaluates only the first ``limit`` examples."""
+    process returns the gathered result. ``limit`` evaluates only the first ``limit`` examples; other keywords
+    (``prior=``, ``probe=``, ``chunk_size=``) go to :func:`dd.log_prob`."""
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
@@ -132,14 +133,20 @@ def evaluate_bits_per_dim(model, dataset, *, batch_size: int = 64, levels: int |
     seed = int(seed if seed is not None else (generator.initial_seed() if generator is not None else 0))
     batch_size, repeats = int(batch_size), int(repeats)
     reps = repeats if dequantize == "uniform" else 1
-    state = PartialState()
+    on_cpu = not torch.cuda.is_available() or (device is not None and torch.device(device).type == "cpu")
+    state = PartialState(cpu=on_cpu)  # cpu=True: several CPU processes talk through gloo
     if device is None and state.num_processes > 1:
         device = state.device
     if device is not None and hasattr(model, "to"):
         model = model.to(device)
     solver_kw = dict(solver=solver, steps=steps, divergence=divergence, n_probes=n_probes, rtol=rtol, atol=atol)
     settings = {"model": _describe(model, model_name), "n": n, "batch_size": batch_size, "levels": levels,
-                "repeats": reps, "dequantize": dequantize, "seed": seed, **solver_kw}
+                "repeats": reps, "dequantize": dequantize, "seed": seed, **solver_kw,
+                **{k: (v if isinstance(v, (int, float, str, bool, type(None))) else repr(v))
+                   for k, v in log_prob_kw.items() if k != "prior"}}
+    if "prior" in log_prob_kw:
+        settings["prior"] = "custom"
+    solver_kw.update(log_prob_kw)
 
     out = Path(out) if out is not None else None
     bdir = out / "batches" if out is not None else None
