@@ -16,7 +16,8 @@ Each adapter is a model (``.schedule`` and ``.score(x, lam)``) that converts one
   dd.VE (α = 1, σ = exp(−λ/2)), the only schedule in which that input is the right one.
 * :class:`Guided` / ``guidance_scale=`` — classifier-free guidance s_w = (1 + w) s(x | c) − w s(x).
 
-The λ range of an adapter is what its network was trained on; asking outside it raises ``ValueError``.
+The λ range of an adapter's schedule is what its network was trained on (samplers and log_prob refuse λ outside
+it; ``lambda_range`` may narrow it, never widen it).
 """
 from __future__ import annotations
 
@@ -190,7 +191,7 @@ class _ForeignNetModel(nn.Module):
     schedule: Schedule
     parametrization: str
     timestep_dtype = None  # dtype of the timestep handed to the network (None: the network's input dtype)
-    overshoot = 0.1  # tolerated fraction of the λ range beyond its ends (see _check_range)
+    overshoot = None  # None: no range check in score(); a number: tolerated fraction beyond the ends (_check_range)
 
     def _init_common(self, net, schedule, parametrization, condition, uncondition, guidance_scale, autocast):
         self.net = net
@@ -210,15 +211,19 @@ class _ForeignNetModel(nn.Module):
         self.transform = None
 
     def _check_range(self, lam_b: Tensor) -> None:
-        """ValueError for λ beyond the trained range by more than ``overshoot`` of its width. Users cannot ask for
-        λ outside the range through the library (the schedule's range is the trained one and every sampler and
-        log_prob checks its λ endpoints against it); the margin exists because torchdiffeq's dopri5 takes its last
-        step past the end of the interval and interpolates back, so its last stages evaluate the field beyond
-        λ_min (measured: up to 4.4% of the width). There the timestep map is extrapolated linearly."""
+        """ValueError for non-finite λ, and (when ``overshoot`` is a number) for λ beyond the trained range by more
+        than that fraction of its width. The trained range is the schedule's, so every sampler and ``log_prob``
+        already refuses to be asked outside it; ``overshoot`` is None by default because torchdiffeq's dopri5 takes
+        its last step past the end of the interval and interpolates back, evaluating the field beyond λ_min
+        (measured: up to 14 in λ past it). There the timestep map is extrapolated linearly."""
+        t = lam_b.detach()
+        if not torch.isfinite(t).all():
+            raise ValueError("lam contains NaN or inf; pass finite log-SNR values.")
+        if self.overshoot is None:
+            return
         lo, hi = self.schedule.lambda_min, self.schedule.lambda_max
         tol = self.overshoot * (hi - lo)
-        t = lam_b.detach()
-        if not torch.isfinite(t).all() or (t < lo - tol).any() or (t > hi + tol).any():
+        if (t < lo - tol).any() or (t > hi + tol).any():
             raise ValueError(f"lam in [{float(t.min()):.6g}, {float(t.max()):.6g}] is outside the λ range this model "
                              f"was trained on [{lo:.6g}, {hi:.6g}]; pass λ within it (the schedule's range).")
 
