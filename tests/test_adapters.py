@@ -251,3 +251,23 @@ def test_readme_your_own_model_examples_run(tmp_path, monkeypatch):
     for code in blocks:
         exec(compile(code, "README.md", "exec"), {})
     assert (tmp_path / "bpd_digits8" / "summary.json").is_file()
+
+
+def test_flow_transformer_takes_the_timestep_by_name_and_its_condition_dict():
+    """SD3-style transformers: forward(hidden_states, encoder_hidden_states, pooled_projections, timestep=)."""
+    from diffusers import SD3Transformer2DModel
+
+    torch.manual_seed(0)
+    net = SD3Transformer2DModel(sample_size=8, patch_size=2, in_channels=4, num_layers=1, attention_head_dim=8,
+                                num_attention_heads=2, joint_attention_dim=16, caption_projection_dim=16,
+                                pooled_projection_dim=8, out_channels=4)
+    cond = {"encoder_hidden_states": torch.randn(1, 5, 16), "pooled_projections": torch.randn(1, 8)}
+    m = dd.from_diffusers(net, FlowMatchEulerDiscreteScheduler(shift=3.0), condition=cond)
+    x = torch.randn(2, 4, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    lam = 0.7
+    sigma = 1 / (1 + math.exp(lam / 2))
+    u = net(x.float(), encoder_hidden_states=cond["encoder_hidden_states"].expand(2, -1, -1),
+            pooled_projections=cond["pooled_projections"].expand(2, -1),
+            timestep=torch.full((2,), 1000 * sigma)).sample.double()
+    ref = -(x + (1 - sigma) * u) / sigma
+    assert (m.score(x, lam) - ref).abs().max() <= 1e-5 * ref.abs().max()

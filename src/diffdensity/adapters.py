@@ -317,7 +317,8 @@ class DiffusersModel(_ForeignNetModel):
         kw = _condition_kwargs(cond, x.shape[0], self._accepts)
         if "return_dict" in self._accepts:
             kw["return_dict"] = False
-        out = self.net(x, t, **kw)
+        # transformers take (hidden_states, encoder_hidden_states, ..., timestep=): pass the timestep by name
+        out = self.net(x, timestep=t, **kw) if "timestep" in self._accepts else self.net(x, t, **kw)
         out = out[0] if isinstance(out, (tuple, list)) else getattr(out, "sample", out)
         if out.shape[1] == 2 * x.shape[1] and out.shape[2:] == x.shape[2:]:
             out = out[:, : x.shape[1]]  # learned-variance models (variance_type learned*): the mean part
