@@ -58,3 +58,23 @@ def test_network_dtype_mismatch_is_a_clear_error_and_float64_works():
         model.score(torch.zeros(2, 3, dtype=torch.float64), 0.0)
     model = model.to(torch.float64)
     assert model.score(torch.zeros(2, 3, dtype=torch.float64), 0.0).dtype == torch.float64
+
+
+@pytest.mark.parametrize("param", dd.PARAMETRIZATIONS)
+def test_a_plain_function_is_a_network_for_every_parametrization(schedule, param):
+    """dd.NetworkModel accepts any callable net(x, lam_batch), not only an nn.Module (no dtype check: no weights)."""
+    m = make_mixture(4, seed=2).diffused(schedule)
+    exact = ExactPrediction(m, param)
+
+    def net(x, lam):  # a plain function, no parameters
+        return exact.forward(x, lam)
+
+    model = dd.NetworkModel(net, schedule, parametrization=param)
+    assert not list(model.parameters())
+    g = torch.Generator().manual_seed(3)
+    for lam in (schedule.lambda_min + 0.5, 0.0, schedule.lambda_max - 0.5):
+        x = m.sample(16, lam, generator=g)
+        ref = m.score(x, lam)
+        assert (model.score(x, lam) - ref).abs().max() < 1e-6 * max(1.0, ref.abs().max().item())
+    with pytest.raises(TypeError, match="callable"):
+        dd.NetworkModel(torch.zeros(3), schedule, parametrization=param)

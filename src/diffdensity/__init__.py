@@ -21,3 +21,8 @@ __all__ = [
     "load", "save", "list_models",
     "train", "TrainConfig", "Trainer", "ImportanceSampler", "EMA", "denoising_loss",
 ]
+
+from .adapters import from_diffusers, from_denoiser, Guided, warn_if_guided
+from .evaluate import evaluate_bits_per_dim
+
+__all__ += ["from_diffusers", "from_denoiser", "Guided", "warn_if_guided", "evaluate_bits_per_dim"]

@@ -254,5 +254,157 @@ def demo_cmd(out, quick, seed):
     run_demo(out, quick=quick, seed=seed)
 
 
+
+# ------------------------------------------------------------------------------------------------ likelihood (data sets)
+def _is_diffusers_folder(path: Path) -> bool:
+    if not path.is_dir():
+        return False
+    if (path / "model_index.json").is_file() or (path / "unet").is_dir() or (path / "transformer").is_dir():
+        return True
+    cfg = path / "config.json"
+    try:
+        return cfg.is_file() and "_diffusers_version" in json.loads(cfg.read_text())
+    except json.JSONDecodeError:
+        return False
+
+
+def _likelihood_model(spec: str, scheduler, autocast, device):
+    """A shipped name or saved run (dd.load), or a diffusers folder (dd.from_diffusers)."""
+    from . import from_diffusers, load
+
+    if _is_diffusers_folder(Path(spec).expanduser()):
+        return from_diffusers(spec, scheduler, autocast=None if autocast == "no" else autocast, device=device)
+    if autocast != "no":
+        raise click.UsageError("--autocast applies to diffusers models only.")
+    return load(spec, device=device)
+
+
+def _data_shape_of(model):
+    t = getattr(model, "transform", None)
+    if t is not None:
+        return tuple(t.data_shape)
+    cfg = getattr(getattr(model, "net", None), "config", None)
+    size, ch = getattr(cfg, "sample_size", None), getattr(cfg, "in_channels", None)
+    if size is None or ch is None:
+        return None
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    return (int(ch), *size)
+
+
+def _fit_images(arr, shape, source):
+    """uint8 images (N, C, H, W) / (N, H, W, C) / (N, H, W) to the model's data shape."""
+    import torch
+
+    x = torch.as_tensor(arr)
+    if shape is None or tuple(x.shape[1:]) == tuple(shape):
+        return x
+    if x.ndim == 4 and tuple(x.shape[1:]) == (shape[1], shape[2], shape[0]):  # channels last
+        return x.permute(0, 3, 1, 2).contiguous()
+    if x.ndim == 4 and len(shape) == 2 and x.shape[1] == 1 and tuple(x.shape[2:]) == tuple(shape):
+        return x[:, 0]
+    raise click.UsageError(f"{source}: images of shape {tuple(x.shape[1:])} do not fit the model's data shape {shape}.")
+
+
+def _likelihood_data(spec, model, split, image_size):
+    """(integer data tensor, levels) from the model's data set, a data set name, a uint8 .npz, an image file or
+    folder, or a local CIFAR-10 folder."""
+    import numpy as np
+    import torch
+
+    from .data import load_dataset
+    from .data.images import IMAGE_EXTENSIONS, _load_one, load_cifar10_batches
+
+    shape = _data_shape_of(model)
+    if spec is None:
+        cfg = getattr(model, "config", {}) or {}
+        if not cfg.get("dataset"):
+            raise click.UsageError("this model names no data set; pass --data (images, a .npz, a CIFAR-10 folder).")
+        ds = load_dataset(cfg["dataset"], **cfg.get("dataset_kwargs", {}))
+        return getattr(ds, split), ds.levels
+    path = Path(spec).expanduser()
+    if path.suffix == ".npz":
+        with np.load(path) as z:
+            key = "x" if "x" in z.files else (z.files[0] if len(z.files) == 1 else None)
+            if key is None:
+                raise click.UsageError(f"{path} holds arrays {z.files}; name the images 'x'.")
+            arr = z[key]
+        if arr.dtype != np.uint8:
+            raise click.UsageError(f"{path}: array {key!r} is {arr.dtype}; pass uint8 images (0..255).")
+        return _fit_images(arr, shape, path), 256
+    if path.is_dir() and ((path / "test_batch").is_file() or (path / "cifar-10-batches-py").is_dir()):
+        train, test, _, _ = load_cifar10_batches(path)
+        return _fit_images(train if split == "train" else test, shape, path), 256
+    if path.is_file() or path.is_dir():
+        files = [path] if path.is_file() else sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise click.UsageError(f"no .png/.jpg images under {path}.")
+        if shape is None and image_size is None:
+            raise click.UsageError("cannot tell the image size of this model; pass --image-size.")
+        size = image_size or shape[-1]
+        gray = shape is not None and (len(shape) == 2 or shape[0] == 1)
+        try:
+            arr = np.stack([_load_one(p, size, gray) for p in files])
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+        return _fit_images(arr, shape, path), 256
+    try:
+        ds = load_dataset(spec)
+    except ValueError as e:
+        raise click.UsageError(f"--data {spec!r}: not a file, folder or data set name ({e}).") from None
+    return getattr(ds, split), ds.levels
+
+
+@main.command("likelihood")
+@click.argument("model")
+@click.option("--data", default=None, help="images: a file or folder of PNG/JPEG, a uint8 .npz (array 'x'), a local "
+              "CIFAR-10 folder, or a data set name (default: the model's own data set)")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", help="split of a data set / CIFAR-10")
+@click.option("--scheduler", default=None, help="diffusers scheduler folder when MODEL is a model folder without one")
+@click.option("--n", "limit", type=int, default=None, help="only the first N examples (default: all)")
+@click.option("--batch-size", type=int, default=64)
+@click.option("--levels", type=int, default=None, help="integer levels of the data (default: the data's, 256 for images)")
+@click.option("--repeats", type=int, default=1, help="dequantization draws averaged per example")
+@click.option("--solver", type=click.Choice(["euler", "heun", "dopri5"]), default="dopri5")
+@click.option("--steps", type=int, default=None, help="steps of a fixed-grid solver (default 1024)")
+@click.option("--divergence", type=click.Choice(["hutchinson", "exact"]), default="hutchinson")
+@click.option("--n-probes", type=int, default=1, help="Hutchinson probes")
+@click.option("--rtol", type=float, default=1e-5)
+@click.option("--atol", type=float, default=1e-5)
+@click.option("--seed", type=int, default=0)
+@click.option("--out", type=click.Path(), default="likelihood_out", help="result folder (resumed if it exists)")
+@click.option("--device", default=None, help="cpu | cuda | cuda:N (default: the process's device under accelerate, "
+              "else cpu)")
+@click.option("--autocast", type=click.Choice(["no", "bf16", "fp16"]), default="no",
+              help="run a diffusers network under autocast (ODE state and log p stay float32)")
+@click.option("--image-size", type=int, default=None, help="side of image files when the model does not say")
+@click.option("--no-progress", "progress", is_flag=True, flag_value=False, default=None)
+def likelihood_cmd(model, data, split, scheduler, limit, batch_size, levels, repeats, solver, steps, divergence,
+                   n_probes, rtol, atol, seed, out, device, autocast, image_size, progress):
+    """Bits/dim of a whole data set under MODEL (a shipped name, a saved run, or a diffusers folder); writes
+    OUT/per_example.npz and OUT/summary.json and resumes an interrupted run.
+
+    Several GPUs / processes: `accelerate launch [--num_processes N] -m diffdensity.cli likelihood ...`.
+    """
+    from . import evaluate_bits_per_dim
+
+    try:
+        m = _likelihood_model(model, scheduler, autocast, device)
+        x, data_levels = _likelihood_data(data, m, split, image_size)
+        if solver != "dopri5" and steps is None:
+            steps = 1024
+        res = evaluate_bits_per_dim(m, x, batch_size=batch_size, levels=levels or data_levels or 256, repeats=repeats,
+                                    out=out, seed=seed, solver=solver, steps=steps, divergence=divergence,
+                                    n_probes=n_probes, rtol=rtol, atol=atol, limit=limit, device=device,
+                                    model_name=model, progress=progress)
+    except (ValueError, TypeError, ImportError) as e:
+        raise click.ClickException(str(e)) from None
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        click.echo(f"bits/dim: {res['mean']:.4f} ± {res['sem'] or 0:.4f} over {res['n']} examples "
+                   f"({res['batches_computed']} batches computed, {res['batches_resumed']} resumed) -> {out}")
+
+
 if __name__ == "__main__":
     main()

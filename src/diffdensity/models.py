@@ -72,10 +72,18 @@ def targets_from_eps(eps: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor) -> di
 
 
 class NetworkModel(nn.Module):
-    """A network as a model: ``score(x, lam) = −ε̂(x, λ)/σ(λ)`` for any parametrization (math.md §0.1)."""
+    """A network as a model: ``score(x, lam) = −ε̂(x, λ)/σ(λ)`` for any parametrization (math.md §0.1).
 
-    def __init__(self, net: nn.Module, schedule: Schedule, parametrization: str = "eps", transform=None):
+    ``net`` is any callable ``net(x, lam_batch)``: an ``nn.Module`` (its weights' dtype must match x) or a plain
+    function."""
+
+    def __init__(self, net, schedule: Schedule, parametrization: str = "eps", transform=None):
         super().__init__()
+        if not callable(net):
+            raise TypeError(
+                f"net must be callable as net(x, lam_batch) -> tensor shaped like x (an nn.Module or a plain "
+                f"function), got {type(net).__name__}."
+            )
         if parametrization not in TO_EPS:
             raise ValueError(f"parametrization={parametrization!r}; choose one of {PARAMETRIZATIONS}.")
         if not isinstance(schedule, Schedule):
@@ -86,7 +94,8 @@ class NetworkModel(nn.Module):
         self.transform = transform  # data transform (integer data <-> model space), may be None
 
     def _alpha_sigma(self, x: Tensor, lam):
-        p = next(self.net.parameters(), None)
+        params = getattr(self.net, "parameters", None)  # a plain function has no weights and no dtype to check
+        p = next(iter(params()), None) if callable(params) else None
         if p is not None and p.dtype != x.dtype:
             raise ValueError(
                 f"x is {x.dtype} but the network's weights are {p.dtype}; convert one of them "
