@@ -225,7 +225,7 @@ def _assert_same_run(a, b):
             assert torch.equal(ca[key][k], cb[key][k]), k
     for k in ca["ema"]["shadow"]:
         assert torch.equal(ca["ema"]["shadow"][k], cb["ema"]["shadow"][k]), k
-    assert torch.equal(ca["sampler"]["ema"], cb["sampler"]["ema"])
+    assert torch.equal(ca["objective"]["sampler"]["ema"], cb["objective"]["sampler"]["ema"])
     assert torch.equal(ca["train_gen"], cb["train_gen"]) and torch.equal(ca["data_gen"], cb["data_gen"])
     sa, sb = ca["optimizer"]["state"], cb["optimizer"]["state"]
     for i in sa:
