@@ -31,7 +31,11 @@ def test_models_sample_and_log_prob(tmp_path):
 
 def test_sample_unknown_model_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(main, ["sample", "no-such-model", "--out", str(tmp_path)])
-    assert res.exit_code != 0 and "shipped models" in str(res.exception)
+    assert res.exit_code == 1 and "shipped models" in res.output and "Traceback" not in res.output
+    assert res.output.count("\n") == 1  # one line
+    # --debug (a group option, so every sub-command has it) lets the exception through with its traceback
+    res = CliRunner().invoke(main, ["--debug", "sample", "no-such-model", "--out", str(tmp_path)])
+    assert isinstance(res.exception, ValueError) and "shipped models" in str(res.exception)
 
 
 def test_demo_quick(tmp_path):

@@ -171,6 +171,70 @@ def test_cifar10_errors(tmp_path):
         load_dataset("cifar10", root=folder)
 
 
+class _Payload:
+    """Unpickling this calls open(marker, "w"): the file appears if the pickle's code runs."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("where", ["top", "inside_dict", "labels"])
+def test_cifar10_malicious_batch_is_refused_and_never_runs(tmp_path, where):
+    """A batch file whose unpickling would run code (create a marker file) is refused; the marker never appears."""
+    folder = tmp_path / "c"
+    batches = _write_fake_cifar(folder)
+    marker = tmp_path / "PWNED"
+    d = dict(batches["data_batch_2"])
+    payload = {"top": _Payload(marker), "inside_dict": {**d, b"extra": _Payload(marker)},
+               "labels": {**d, b"labels": [1, _Payload(marker)]}}[where]
+    with open(folder / "data_batch_2", "wb") as f:
+        pickle.dump(payload, f)
+    with pytest.raises(ValueError, match=r"data_batch_2.*refusing to load global (builtins|io)\.open"):
+        load_dataset("cifar10", root=folder)
+    assert not marker.exists()
+    # the same file under plain pickle would have run the payload: the test can fail
+    with open(folder / "data_batch_2", "rb") as f:
+        pickle.load(f, encoding="bytes")
+    assert marker.exists()
+
+
+def test_cifar10_batch_with_wrong_contents(tmp_path):
+    folder = tmp_path / "c"
+    batches = _write_fake_cifar(folder)
+    bad = {**batches["test_batch"], b"data": np.zeros((4, 3072), dtype=object)}
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump(bad, f)
+    with pytest.raises(ValueError, match="expected \\(N, 3072\\) uint8"):
+        load_dataset("cifar10", root=folder)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({**batches["test_batch"], b"labels": [b"x"] * 4}, f)
+    with pytest.raises(ValueError, match="labels"):
+        load_dataset("cifar10", root=folder)
+
+
+# ------------------------------------------------------------------------------------------------ to model space
+def test_one_data_to_model_space_path():
+    """Dataset.to_model, the trainer's batches and bits_per_dim share to_model_space: z = T(x + u) or T(x)."""
+    from diffdensity.data import to_model_space
+
+    ds = load_dataset("digits")
+    x = ds.test[:5]
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    u = torch.rand(x.shape, generator=torch.Generator().manual_seed(7), dtype=x.dtype)
+    assert torch.equal(ds.to_model(x, generator=g1), to_model_space(x, ds.transform, True, g2))
+    assert torch.allclose(ds.to_model(x, generator=torch.Generator().manual_seed(7)), ((x + u) * 2 / 17 - 1).reshape(5, 1, 8, 8))
+    assert torch.equal(ds.to_model(x, dequantize=False), x.reshape(5, 1, 8, 8) * (2 / 17) - 1)
+    zi = to_model_space(x.to(torch.uint8), ds.transform, False)
+    assert zi.dtype == torch.get_default_dtype() and torch.equal(zi, ds.to_model(x, dequantize=False))
+    z64 = to_model_space(x, ds.transform, True, torch.Generator().manual_seed(7), dtype=torch.float64)
+    assert z64.dtype == torch.float64
+    toy = load_dataset("moons", n_train=10, n_test=10)
+    assert torch.equal(toy.to_model(toy.test), toy.test)  # continuous data: never dequantized
+
+
 # ------------------------------------------------------------------------------------------------ folder
 def _write_images(folder, n=10):
     from PIL import Image

@@ -200,3 +200,29 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
     io.atomic_write(target, lambda tmp: Path(tmp).write_text("new"))
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_saved_files_follow_the_umask(tmp_path, umask):
+    """model.safetensors used to end up 0600 whatever the umask (safetensors writes 0600 files)."""
+    import os
+
+    old = os.umask(umask)
+    try:
+        folder = io.save(NetworkModel(MLP(2, hidden=8, depth=1), VP()), tmp_path / "m")
+        io.atomic_write(tmp_path / "t.txt", lambda tmp: Path(tmp).write_text("x"))
+    finally:
+        os.umask(old)
+    for p in (folder / io.WEIGHTS_NAME, folder / io.CONFIG_NAME, tmp_path / "t.txt"):
+        assert p.stat().st_mode & 0o777 == 0o666 & ~umask, (p.name, oct(p.stat().st_mode))
+
+
+def test_clean_temp_files_removes_only_atomic_write_leftovers(tmp_path):
+    (tmp_path / ".checkpoint.pt.k3j2.tmp").write_bytes(b"x" * 100)
+    (tmp_path / ".model.safetensors.a1.tmp").write_bytes(b"x")
+    (tmp_path / "keep.tmp").write_text("not ours: no leading dot")
+    (tmp_path / "checkpoint.pt").write_text("ckpt")
+    removed = io.clean_temp_files(tmp_path)
+    assert sorted(p.name for p in removed) == [".checkpoint.pt.k3j2.tmp", ".model.safetensors.a1.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "keep.tmp"]
+    assert io.clean_temp_files(tmp_path / "missing") == []

@@ -1,21 +1,49 @@
 """The ``diffdensity`` command line: it only parses options and calls the library.
 
-Sub-commands are registered on the click group :func:`main`; ``diffdensity train --help`` lists every training
-option (one per :class:`diffdensity.training.TrainConfig` field).
+Sub-commands are registered on the click group :func:`main`; ``diffdensity train``'s options are generated from
+:class:`diffdensity.training.TrainConfig`'s fields (one each). Every error becomes one line and exit status 1
+(``--debug`` or ``DIFFDENSITY_DEBUG=1`` for the traceback).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 from pathlib import Path
 
 import click
 
-__all__ = ["main"]
+__all__ = ["main", "train_options", "options_to_config_dict"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+class _Group(click.Group):
+    """The ``diffdensity`` group: every library error of every sub-command becomes one line and exit status 1;
+    ``--debug`` (or ``DIFFDENSITY_DEBUG=1``) shows the traceback instead."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            raise click.exceptions.Abort() from None
+        except Exception as e:  # noqa: BLE001 - the one place where errors become messages
+            if ctx.params.get("debug"):
+                raise
+            raise click.ClickException(_one_line(e)) from None
+
+
+def _one_line(e: BaseException) -> str:
+    msg = " ".join(str(e).split()) or "(no message)"
+    if isinstance(e, (ValueError, TypeError)):
+        return msg
+    return f"{type(e).__name__}: {msg} (run with --debug for the traceback)"
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--debug", is_flag=True, envvar="DIFFDENSITY_DEBUG", help="show Python tracebacks of errors")
 @click.version_option(package_name="diffdensity")
-def main():
+def main(debug):
     """diffdensity: density in diffusion models (training, sampling, likelihood)."""
 
 
@@ -33,93 +61,109 @@ def _parse_kv(ctx, param, values):
     return out
 
 
-# Options whose values are structural (they define the model / trajectory). On --resume, options not given on the
-# command line are taken from the run's checkpoint instead of the defaults.
+# ------------------------------------------------------------------------------------ train: options from TrainConfig
+def _field_default(f):
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def _base_type(hint):
+    """int | None -> int; other annotations unchanged."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def _field_options(f, hint) -> list:
+    """The click options of one TrainConfig field (several when the field is a dict with aliases)."""
+    meta, default = f.metadata, _field_default(f)
+    opt = meta.get("option", "--" + f.name.replace("_", "-"))
+    kind, kw = _base_type(hint), {"help": meta.get("help")}
+    if kind is bool:
+        if default:
+            return [click.option(f"{opt}/--no-{opt[2:]}", f.name, default=True, **kw)]
+        return [click.option(opt, f.name, is_flag=True, default=False, **kw)]
+    if meta.get("kv"):
+        opts = [click.option(opt, f.name, multiple=True, callback=_parse_kv, metavar="KEY=VALUE", **kw)]
+        for key, (alias, typ, text) in meta.get("aliases", {}).items():
+            opts.append(click.option(alias, _alias_param(alias), type=typ, default=default.get(key), help=text))
+        return opts
+    if meta.get("choices"):
+        return [click.option(opt, f.name, type=click.Choice(meta["choices"]), default=default, **kw)]
+    if kind is tuple:
+        return [click.option(opt, f.name, type=float, nargs=len(default), default=default, **kw)]
+    return [click.option(opt, f.name, type=kind if kind in (int, float) else str, default=default, **kw)]
+
+
+def _alias_param(option: str) -> str:
+    return option.lstrip("-").replace("-", "_")
+
+
+def _train_fields():
+    from .training import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    return [(f, hints[f.name]) for f in dataclasses.fields(TrainConfig)]
+
+
+def train_options(command):
+    """Decorate ``command`` with one option per TrainConfig field (generated, so they cannot drift apart)."""
+    for f, hint in reversed(_train_fields()):
+        for option in reversed(_field_options(f, hint)):
+            command = option(command)
+    return command
+
+
+def _alias_fields() -> dict:
+    """click parameter name -> (TrainConfig field, key) of the options that fill one key of a dict field."""
+    return {_alias_param(alias): (f.name, key) for f, _ in _train_fields()
+            for key, (alias, _, _) in f.metadata.get("aliases", {}).items()}
+
+
+def options_to_config_dict(ctx, opts: dict) -> dict:
+    """Parsed ``train`` options -> TrainConfig fields (dict options merged with their aliases, 0 -> None where
+    the field says so); with ``--resume``, options not given on the command line come from the checkpoint."""
+    from .training import load_checkpoint
+    from .training.checkpoint import CHECKPOINT_NAME
+    from .training.config import RUN_CONTROL
+
+    aliases, src = _alias_fields(), click.core.ParameterSource
+    given = {aliases.get(p, (p,))[0] for p in opts if ctx.get_parameter_source(p) == src.COMMANDLINE}
+    d = {k: v for k, v in opts.items() if k not in aliases}
+    for f, _ in _train_fields():
+        if f.metadata.get("aliases"):
+            d[f.name] = _merge_aliases(ctx, f, opts, aliases)
+        if f.metadata.get("zero_is_none") and d[f.name] == 0:
+            d[f.name] = None
+    if d["resume"] and d["out"] is not None and (Path(d["out"]) / CHECKPOINT_NAME).exists():
+        stored = load_checkpoint(Path(d["out"]) / CHECKPOINT_NAME)["config"]
+        d = {k: (v if k in given or k in RUN_CONTROL else stored.get(k, v)) for k, v in d.items()}
+    elif d["resume"]:
+        click.echo(f"--resume: no checkpoint in {d['out']} yet, starting a new run", err=True)
+    return d
+
+
+def _merge_aliases(ctx, f, opts, aliases) -> dict:
+    """A dict field from its field default, its alias options and its KEY=VALUE option (in that order)."""
+    value = dict(_field_default(f))
+    for param, (name, key) in aliases.items():
+        if name == f.name:
+            value[key] = opts[param]
+    if value.get("solver") == "dopri5" and ctx.get_parameter_source("eval_steps") != click.core.ParameterSource.COMMANDLINE:
+        value.pop("steps", None)  # adaptive: the default step count does not apply
+    return {**value, **opts[f.name]}
+
+
 @main.command("train")
-@click.option("--dataset", default="digits", help="digits | 8gaussians | checkerboard | moons | swissroll | pinwheel | patches16 | cifar10 | folder")
-@click.option("--root", default=None, help="data folder for cifar10 / folder")
-@click.option("--data-opt", "dataset_kwargs", multiple=True, callback=_parse_kv, metavar="KEY=VALUE",
-              help="extra load_dataset argument (repeatable), e.g. --data-opt n_train=5000")
-@click.option("--no-dequantize", "dequantize", is_flag=True, flag_value=False, default=True,
-              help="train on the integer values instead of uniformly dequantized ones")
-@click.option("--net", type=click.Choice(["auto", "mlp", "unet"]), default="auto",
-              help="network; auto = the UNet preset of the dataset if there is one, else an MLP")
-@click.option("--preset", default=None, help="UNet preset (cifar10 | digits | patches16); default: the dataset name")
-@click.option("--hidden", type=int, default=None, help="MLP width (default 256)")
-@click.option("--depth", type=int, default=None, help="MLP residual blocks (default 3)")
-@click.option("--net-opt", "net_kwargs", multiple=True, callback=_parse_kv, metavar="KEY=VALUE",
-              help="network argument override (repeatable), e.g. --net-opt ch=32 --net-opt dropout=0.0")
-@click.option("--schedule", type=click.Choice(["VP", "VE", "FlowMatching"]), default="VP")
-@click.option("--lambda-min", type=float, default=None, help="default: the schedule's")
-@click.option("--lambda-max", type=float, default=None, help="default: the schedule's")
-@click.option("--parametrization", type=click.Choice(["eps", "x0", "v", "score", "flow"]), default="eps",
-              help="what the network predicts; the loss is always the ε-loss on the converted ε̂")
-@click.option("--weighting", type=click.Choice(["elbo", "quality"]), default="elbo",
-              help="elbo: w=1 (maximum likelihood); quality: w=sigmoid(2-λ)")
-@click.option("--importance/--no-importance", default=True, help="adaptive importance sampling of λ")
-@click.option("--is-bins", type=int, default=100)
-@click.option("--is-decay", type=float, default=0.99)
-@click.option("--is-uniform-mix", type=float, default=0.0, help="weight of a uniform component in the λ proposal")
-@click.option("--steps", type=int, default=10000)
-@click.option("--batch-size", type=int, default=128, help="global batch (split over processes)")
-@click.option("--lr", type=float, default=2e-4)
-@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adamw")
-@click.option("--weight-decay", type=float, default=0.0)
-@click.option("--warmup", type=int, default=200, help="linear learning-rate warm-up steps")
-@click.option("--clip", type=float, default=1.0, help="gradient-norm clip (0 = off)")
-@click.option("--ema-decay", type=float, default=0.999, help="EMA of the weights (0 = raw weights)")
-@click.option("--log-every", type=int, default=50)
-@click.option("--eval-every", type=int, default=0, help="held-out bits/dim every N steps (0 = only at the end)")
-@click.option("--no-eval-final", "eval_final", is_flag=True, flag_value=False, default=True)
-@click.option("--eval-n", type=int, default=128, help="held-out examples per evaluation")
-@click.option("--eval-solver", default="euler", help="PF-ODE solver for evaluation (euler | heun | dopri5)")
-@click.option("--eval-steps", type=int, default=128, help="solver steps for evaluation (fixed-step solvers)")
-@click.option("--sample-every", type=int, default=0, help="PNG sample grid every N steps (0 = off)")
-@click.option("--n-samples", type=int, default=64)
-@click.option("--sample-steps", type=int, default=128)
-@click.option("--checkpoint-every", type=int, default=1000)
-@click.option("--seed", type=int, default=0)
-@click.option("--out", default="runs/run", help="run folder (checkpoint.pt, model.safetensors, config.json, log.jsonl)")
-@click.option("--resume", is_flag=True, help="continue from OUT/checkpoint.pt (options not given are taken from it)")
-@click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default="no")
-@click.option("--cpu", is_flag=True, help="force the CPU even if a GPU is present")
-@click.option("--threads", type=int, default=None, help="torch CPU threads per process")
-@click.option("--no-progress", "progress", is_flag=True, flag_value=False, default=True)
+@train_options
 @click.pass_context
 def train_cmd(ctx, **opts):
-    """Train a diffusion model; the EMA model folder is written to OUT (load it with dd.load(OUT)).
+    """Train a diffusion model into the run folder OUT (load the result with dd.load(OUT)); --steps and --out are
+    required. OUT must not hold an earlier run unless --resume (continue it) or --overwrite (start over).
 
     Multi-process / multi-GPU: `accelerate launch [--num_processes N] [--cpu] -m diffdensity.cli train ...`.
     """
     from .training import TrainConfig, train
-    from .training.trainer import CHECKPOINT_NAME, load_checkpoint
 
-    eval_kwargs = {"solver": opts.pop("eval_solver")}
-    eval_steps = opts.pop("eval_steps")
-    if eval_kwargs["solver"] != "dopri5":
-        eval_kwargs["steps"] = eval_steps
-    opts["eval_kwargs"] = eval_kwargs
-    if opts["clip"] == 0:
-        opts["clip"] = None
-    if opts["resume"]:
-        ckpt = Path(opts["out"]) / CHECKPOINT_NAME
-        if ckpt.exists():
-            stored = load_checkpoint(ckpt)["config"]
-            src = click.core.ParameterSource
-            given = {k for k in ctx.params if ctx.get_parameter_source(k) == src.COMMANDLINE}
-            if ctx.get_parameter_source("eval_solver") == src.COMMANDLINE or ctx.get_parameter_source("eval_steps") == src.COMMANDLINE:
-                given.add("eval_kwargs")
-            merged = {k: (opts[k] if k in given else stored.get(k, opts[k])) for k in opts}
-            merged["resume"] = True
-            merged["out"] = opts["out"]
-            opts = merged
-        else:
-            click.echo(f"--resume: no {ckpt} yet, starting a new run", err=True)
-    try:
-        config = TrainConfig.from_dict(opts)
-        out = train(config)
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
+    out = train(TrainConfig.from_dict(options_to_config_dict(ctx, opts)))
     click.echo(str(out))
 
 

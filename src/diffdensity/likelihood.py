@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_batch, check_finite
-from .data.transforms import unit_interval_transform
+from .data.transforms import to_model_space, unit_interval_transform
 from .dynamics import PFODE
 from .evaluation import Divergence
 from .integrate import Samples, integrate_ode, prepare
@@ -84,9 +84,7 @@ def bits_per_dim(model, x_int: Tensor, levels: int = 256, dequantize: str = "uni
     log_det = transform.log_abs_det()
     total = torch.zeros(xf.shape[0], dtype=xf.dtype, device=xf.device)
     for _ in range(int(repeats) if dequantize == "uniform" else 1):
-        u = torch.rand(xf.shape, generator=generator, dtype=xf.dtype, device=xf.device) if dequantize == "uniform" else 0.0
-        xd = xf + u
-        z = transform.forward(xd)
+        z = to_model_space(xf, transform, dequantize == "uniform", generator)
         check_batch(z, "transformed x")
         lp = log_prob(model, z, generator=generator, **log_prob_kw)
         total = total + lp + log_det

@@ -1,8 +1,8 @@
 """Datasets in data units and the transforms to model space (see :func:`load_dataset`)."""
-from .datasets import DATASETS, Dataset, dequantize, load_dataset
+from .datasets import DATASETS, Dataset, load_dataset
 from .images import PATCH_TEST_IMAGES, PATCH_TRAIN_IMAGES
 from .toy2d import TOY2D, sample_toy2d
-from .transforms import Transform, unit_interval_transform
+from .transforms import Transform, dequantize, to_model_space, unit_interval_transform
 
 __all__ = [
     "Dataset",
@@ -11,6 +11,7 @@ __all__ = [
     "Transform",
     "unit_interval_transform",
     "dequantize",
+    "to_model_space",
     "sample_toy2d",
     "TOY2D",
     "PATCH_TRAIN_IMAGES",

@@ -10,18 +10,9 @@ from torch import Tensor
 
 from . import images
 from .toy2d import TOY2D, sample_toy2d
-from .transforms import Transform, unit_interval_transform
+from .transforms import Transform, dequantize, to_model_space, unit_interval_transform
 
 __all__ = ["Dataset", "load_dataset", "DATASETS", "dequantize"]
-
-
-def dequantize(x: Tensor, generator: torch.Generator | None = None, dtype: torch.dtype | None = None) -> Tensor:
-    """Uniform dequantization x + u, u ~ U[0, 1)^d: integers 0..L-1 become values in [0, L)."""
-    x = x.to(dtype or (x.dtype if x.is_floating_point() else torch.get_default_dtype()))
-    return x + torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-
-
-_dequantize = dequantize
 
 
 @dataclass(repr=False)
@@ -50,9 +41,7 @@ class Dataset:
 
     def to_model(self, x: Tensor, dequantize: bool = True, generator: torch.Generator | None = None) -> Tensor:
         """Data units -> model space; discrete data is uniformly dequantized first unless ``dequantize=False``."""
-        if self.levels is not None and dequantize:
-            x = _dequantize(x, generator)
-        return self.transform.forward(x)
+        return to_model_space(x, self.transform, self.levels is not None and dequantize, generator)
 
     def from_model(self, z: Tensor, round: bool | str = True) -> Tensor:
         """Model space -> data units (rounded to valid integers for discrete data, see :meth:`Transform.inverse`)."""

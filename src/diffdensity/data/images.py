@@ -103,18 +103,43 @@ CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
+# The only globals a CIFAR-10 python batch refers to: numpy's array reconstruction (numpy 1 and 2 spellings) and the
+# latin-1 codec that protocol-2 pickles use for bytes. Everything else (os.system, builtins.eval, ...) is refused.
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds only dicts, lists, bytes/str, numbers and numpy arrays (no code can run)."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name} (not part of a CIFAR-10 batch)")
+        return super().find_class(module, name)
+
+
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch, read with :class:`_CifarUnpickler` (no arbitrary objects are unpickled)."""
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+            d = _CifarUnpickler(f, encoding="bytes").load()
     except Exception as e:  # noqa: BLE001 - any unpickling failure is the same user error
-        raise ValueError(f"cifar10: could not read {path} as a CIFAR-10 python batch ({e}); re-extract {CIFAR_URL}.") from e
+        raise ValueError(f"cifar10: could not read {path} as a CIFAR-10 python batch ({e}); re-extract {CIFAR_URL}.") from None
     if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
         raise ValueError(f"cifar10: {path} is not a CIFAR-10 python batch (need a dict with b'data' and b'labels').")
-    data = np.asarray(d[b"data"])
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise ValueError(f"cifar10: {path} has b'data' of shape {data.shape} and dtype {data.dtype}; expected (N, 3072) uint8.")
-    return data, np.asarray(d[b"labels"], dtype=np.int64)
+    data = d[b"data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise ValueError(f"cifar10: {path} has b'data' of shape {getattr(data, 'shape', None)} and dtype "
+                         f"{getattr(data, 'dtype', type(data).__name__)}; expected (N, 3072) uint8.")
+    try:
+        labels = np.asarray(d[b"labels"], dtype=np.int64)
+    except (TypeError, ValueError):
+        labels = None
+    if labels is None or labels.shape != (data.shape[0],):
+        raise ValueError(f"cifar10: {path} has b'labels' that are not {data.shape[0]} integers.")
+    return data, labels
 
 
 def load_cifar10_batches(root) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["Transform", "unit_interval_transform"]
+__all__ = ["Transform", "unit_interval_transform", "dequantize", "to_model_space"]
 
 ROUND_MODES = ("nearest", "floor")
 
@@ -171,3 +171,26 @@ class Transform:
 def unit_interval_transform(data_shape: Sequence[int], model_shape: Sequence[int], levels: int) -> Transform:
     """The standard discrete transform z = x·2/levels − 1, mapping [0, levels) onto [-1, 1)."""
     return Transform(data_shape, model_shape, scale=2.0 / levels, shift=-1.0, levels=levels)
+
+
+def dequantize(x: Tensor, generator: torch.Generator | None = None, dtype: torch.dtype | None = None) -> Tensor:
+    """Uniform dequantization x + u, u ~ U[0, 1)^d: integers 0..L-1 become values in [0, L)."""
+    x = x.to(dtype or (x.dtype if x.is_floating_point() else torch.get_default_dtype()))
+    return x + torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+
+def to_model_space(x: Tensor, transform: Transform, dequantize: bool = False,
+                   generator: torch.Generator | None = None, dtype: torch.dtype | None = None) -> Tensor:
+    """The one path from data units to model space: z = T(x + u) with u ~ U[0, 1)^d when ``dequantize``, else T(x).
+
+    ``dtype``: the float dtype of the result (default: x's if floating, else torch's default). Used by
+    :meth:`Dataset.to_model`, the trainer's batches and :func:`diffdensity.bits_per_dim`.
+    """
+    if dequantize:
+        x = _dequantize(x, generator, dtype)
+    elif dtype is not None or not x.is_floating_point():
+        x = x.to(dtype or torch.get_default_dtype())
+    return transform.forward(x)
+
+
+_dequantize = dequantize

@@ -1,8 +1,13 @@
-"""Training: the ε-prediction denoising objective in λ, adaptive importance sampling, EMA, the trainer."""
+"""Training: a loop around a pluggable objective (the ε-denoising objective in λ with adaptive importance
+sampling is the default), EMA, atomic resumable checkpoints, one run per run folder."""
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
 from .ema import EMA
 from .importance import ImportanceSampler
 from .objective import (
+    OBJECTIVES,
     WEIGHTINGS,
+    DenoisingObjective,
     UniformLambda,
     denoising_loss,
     elbo_weight,
@@ -10,7 +15,8 @@ from .objective import (
     low_discrepancy,
     quality_weight,
 )
-from .trainer import TrainConfig, Trainer, load_checkpoint, train
+from .protocol import Objective, Shard
+from .trainer import Trainer, train
 
 __all__ = [
     "EMA",
@@ -22,6 +28,10 @@ __all__ = [
     "quality_weight",
     "get_weighting",
     "low_discrepancy",
+    "Objective",
+    "Shard",
+    "DenoisingObjective",
+    "OBJECTIVES",
     "TrainConfig",
     "Trainer",
     "train",

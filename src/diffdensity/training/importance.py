@@ -1,5 +1,7 @@
 """Adaptive importance sampling of λ (Kingma & Gao 2023; as in the reference ``utils.ImportanceSampler``).
 
+With ``n_bins=1`` the proposal is uniform and never changes (:func:`~diffdensity.training.UniformLambda`).
+
 A histogram of ``n_bins`` (100) equal bins over [λ_min, λ_max] holds an exponential moving average (decay 0.99)
 of the recent per-bin loss w(λ)·‖ε̂ − ε‖². The proposal is piecewise constant and proportional to that histogram:
 
@@ -131,14 +133,15 @@ class ImportanceSampler:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        if state.get("kind") == "uniform":  # written by the former UniformLambda class: one bin, nothing adapted
+            state = {**self.state_dict(), **state, "kind": "importance", "n_bins": 1,
+                     "ema": torch.zeros(1, dtype=torch.float64), "count": torch.zeros(1, dtype=torch.int64)}
         if state.get("kind") != "importance":
-            raise ValueError(
-                f"λ-sampler state of kind {state.get('kind')!r} cannot be loaded into an importance sampler "
-                "(was the run trained with importance sampling off?)."
-            )
+            raise ValueError(f"λ-sampler state of kind {state.get('kind')!r} cannot be loaded into an importance sampler.")
         for key in ("lambda_min", "lambda_max", "n_bins"):
             if state[key] != getattr(self, key):
-                raise ValueError(f"importance-sampler state has {key}={state[key]} but this sampler has {getattr(self, key)}.")
+                hint = " (a uniform λ-sampler: was the run trained with importance sampling off?)" if 1 in (state["n_bins"], self.n_bins) else ""
+                raise ValueError(f"importance-sampler state has {key}={state[key]} but this sampler has {getattr(self, key)}{hint}.")
         self.decay = float(state["decay"])
         self.uniform_mix = float(state["uniform_mix"])
         self.ema = state["ema"].to(torch.float64).clone()

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from .._checks import bcast, flat_sq
+from .importance import ImportanceSampler
 
 __all__ = [
     "WEIGHTINGS",
@@ -37,6 +38,8 @@ __all__ = [
     "low_discrepancy",
     "denoising_loss",
     "UniformLambda",
+    "DenoisingObjective",
+    "OBJECTIVES",
 ]
 
 
@@ -74,34 +77,9 @@ def low_discrepancy(n: int, generator: torch.Generator | None = None, dtype=torc
     return torch.remainder(u + i / n, 1.0).to(dtype)
 
 
-class UniformLambda:
-    """The uniform proposal p(λ) = 1/(λ_max − λ_min); same interface as :class:`ImportanceSampler`."""
-
-    def __init__(self, lambda_min: float, lambda_max: float):
-        if not lambda_min < lambda_max:
-            raise ValueError(f"need lambda_min < lambda_max, got {lambda_min}, {lambda_max}.")
-        self.lambda_min, self.lambda_max = float(lambda_min), float(lambda_max)
-
-    def sample(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        """Map uniforms u ∈ [0, 1) to (λ, p(λ))."""
-        width = self.lambda_max - self.lambda_min
-        lam = self.lambda_min + width * u
-        return lam, torch.full_like(lam, 1.0 / width)
-
-    def density(self, lam: Tensor) -> Tensor:
-        lam = torch.as_tensor(lam)
-        inside = (lam >= self.lambda_min) & (lam <= self.lambda_max)
-        return inside.to(lam.dtype if lam.is_floating_point() else torch.float64) / (self.lambda_max - self.lambda_min)
-
-    def update(self, lam: Tensor, values: Tensor) -> None:
-        """Nothing to adapt."""
-
-    def state_dict(self) -> dict:
-        return {"kind": "uniform", "lambda_min": self.lambda_min, "lambda_max": self.lambda_max}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("kind") != "uniform":
-            raise ValueError(f"λ-sampler state of kind {state.get('kind')!r} cannot be loaded into a uniform sampler.")
+def UniformLambda(lambda_min: float, lambda_max: float) -> ImportanceSampler:
+    """The uniform proposal p(λ) = 1/(λ_max − λ_min): a one-bin :class:`ImportanceSampler` (it cannot adapt)."""
+    return ImportanceSampler(lambda_min, lambda_max, n_bins=1)
 
 
 def denoising_loss(
@@ -135,3 +113,97 @@ def denoising_loss(
         return loss, unweighted.detach()
     return loss
 
+
+
+class DenoisingObjective:
+    """The ε-denoising objective as a trainer :class:`~diffdensity.training.protocol.Objective`.
+
+    Per sample: λ from the λ-sampler (low-discrepancy uniforms through its inverse CDF), ε ~ N(0, I), and
+    ℓ = w(λ)/q(λ)·‖ε̂ − ε‖² (:func:`denoising_loss`); the sampler adapts to the gathered global batch and is
+    checkpointed. The trained network is a :class:`~diffdensity.NetworkModel`, evaluated by held-out bits/dim,
+    sampled by the PF-ODE and exported as a model folder.
+    """
+
+    def __init__(self, schedule, parametrization: str = "eps", weighting="elbo", sampler=None, net_config=None,
+                 eval_kwargs: dict | None = None):
+        self.schedule, self.parametrization, self.weighting = schedule, parametrization, weighting
+        get_weighting(weighting)  # ValueError now, not at the first step
+        self.sampler = sampler or ImportanceSampler(schedule.lambda_min, schedule.lambda_max)
+        self.net_config = net_config  # a nets.build_net config, or a callable dataset -> config
+        self.eval_kwargs = dict(eval_kwargs or {})
+        self.transform, self.levels = None, None
+
+    @classmethod
+    def from_config(cls, cfg) -> "DenoisingObjective":
+        """The objective a :class:`~diffdensity.TrainConfig` describes."""
+        from .config import make_net_config, make_schedule
+
+        sch = make_schedule(cfg)
+        if cfg.importance:
+            sampler = ImportanceSampler(sch.lambda_min, sch.lambda_max, cfg.is_bins, cfg.is_decay, cfg.is_uniform_mix)
+        else:
+            sampler = UniformLambda(sch.lambda_min, sch.lambda_max)
+        return cls(sch, cfg.parametrization, cfg.weighting, sampler, lambda ds: make_net_config(cfg, ds),
+                   cfg.eval_kwargs)
+
+    def setup(self, dataset):
+        from ..nets import build_net
+
+        self.transform, self.levels = dataset.transform, dataset.levels
+        config = self.net_config(dataset) if callable(self.net_config) else self.net_config
+        if config is None:
+            raise ValueError("DenoisingObjective needs net_config (a nets.build_net config or dataset -> config).")
+        return build_net(config)
+
+    def model(self, net):
+        from ..models import NetworkModel
+
+        return NetworkModel(net, self.schedule, self.parametrization, transform=self.transform)
+
+    def __call__(self, net, x0: Tensor, shard) -> Tensor:
+        lam_g, q_g = self.sampler.sample(low_discrepancy(shard.size, shard.generator))
+        eps = shard.randn(x0.shape[1:], x0.dtype)
+        lam, q = shard.local(lam_g).to(x0.dtype), shard.local(q_g).to(x0.dtype)
+        loss, unweighted = denoising_loss(self.model(net), x0, lam, eps, self.weighting, density=q,
+                                          return_unweighted=True)
+        self.sampler.update(lam_g, shard.gather(unweighted))
+        return loss
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+
+    def evaluate(self, net, x: Tensor, generator) -> dict:
+        """Held-out bits/dim of data-unit examples (uniform dequantization for discrete data), ``eval_kwargs``."""
+        import math
+
+        from ..likelihood import bits_per_dim
+
+        if self.levels is not None:
+            bpd = bits_per_dim(self.model(net), x, levels=self.levels, generator=generator, **self.eval_kwargs)
+        else:
+            bpd = bits_per_dim(self.model(net), x.to(torch.get_default_dtype()), levels=None, dequantize="none",
+                               generator=generator, **self.eval_kwargs)
+        stderr = float(bpd.std() / math.sqrt(bpd.numel())) if bpd.numel() > 1 else float("nan")
+        return {"test_bpd": float(bpd.mean()), "test_bpd_stderr": stderr, "test_bpd_median": float(bpd.median()),
+                "eval_kwargs": dict(self.eval_kwargs)}
+
+    def sample(self, net, n: int, steps: int, generator) -> Tensor:
+        """n PF-ODE samples in model space."""
+        from ..sampling import sample_ode
+
+        model = self.model(net)
+        x_T = self.schedule.sample_prior((n, *self.transform.model_shape), generator=generator,
+                                         dtype=torch.get_default_dtype())
+        return sample_ode(model, x_T, steps=steps, generator=generator, progress=False).x
+
+    def export(self, net, path, meta: dict):
+        """Write the model folder (``model.safetensors`` + ``config.json`` with ``meta``)."""
+        from ..io import save
+
+        return save(self.model(net), path, **meta)
+
+
+OBJECTIVES = {"denoising": DenoisingObjective.from_config}  # TrainConfig.objective -> factory(cfg)

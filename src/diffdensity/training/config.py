@@ -1,0 +1,239 @@
+"""Every training setting in one dataclass, its validation, and the schedule / network it describes.
+
+Each field carries its command-line help in ``metadata`` (and, where the option is not simply ``--field-name``, its
+option name and kind), so ``diffdensity train``'s options are generated from this class and cannot drift from it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["TrainConfig", "STRUCTURAL", "make_schedule", "make_net_config", "lr_at"]
+
+# settings that define the model and the training trajectory; a resumed run must not change them
+STRUCTURAL = (
+    "dataset", "dataset_kwargs", "objective", "net", "preset", "hidden", "depth", "net_kwargs", "schedule",
+    "lambda_min", "lambda_max", "parametrization", "weighting", "importance", "is_bins", "is_decay",
+    "is_uniform_mix", "batch_size", "lr", "optimizer", "weight_decay", "betas", "warmup", "clip", "ema_decay",
+    "dequantize", "seed",
+)
+# settings of one invocation, never taken from a stored run
+RUN_CONTROL = ("out", "resume", "overwrite")
+
+
+def _f(default, help: str, **cli):
+    """A field with its CLI help; ``cli`` may set ``option`` (name), ``choices``, ``kv`` (KEY=VALUE, repeatable),
+    ``zero_is_none`` (0 on the command line means None), ``aliases`` (extra options filling a dict field)."""
+    kw = {"default_factory": default} if callable(default) else {"default": default}
+    return field(metadata={"help": help, **cli}, **kw)
+
+
+@dataclass
+class TrainConfig:
+    """Every training setting (``diffdensity train``'s options are generated from these fields, one each)."""
+
+    # data
+    dataset: str = _f("digits", "data set: digits | 8gaussians | checkerboard | moons | swissroll | pinwheel | "
+                      "patches16 | cifar10 | folder")
+    root: str | None = _f(None, "data folder for cifar10 / folder")
+    dataset_kwargs: dict = _f(dict, "extra load_dataset argument (repeatable), e.g. --data-opt n_train=5000",
+                              option="--data-opt", kv=True)
+    dequantize: bool = _f(True, "uniform dequantization of discrete data (x + u, u ~ U[0,1)); "
+                          "--no-dequantize trains on the integer values")
+    # objective and network
+    objective: str = _f("denoising", "training objective (denoising: the ε-loss in λ)", choices=("denoising",))
+    net: str = _f("auto", "network; auto = the UNet preset of the dataset if there is one, else an MLP",
+                  choices=("auto", "mlp", "unet"))
+    preset: str | None = _f(None, "UNet preset (cifar10 | digits | patches16); default: the dataset name")
+    hidden: int | None = _f(None, "MLP width (default 256)")
+    depth: int | None = _f(None, "MLP residual blocks (default 3)")
+    net_kwargs: dict = _f(dict, "network argument override (repeatable), e.g. --net-opt ch=32 --net-opt dropout=0.0",
+                          option="--net-opt", kv=True)
+    # diffusion
+    schedule: str = _f("VP", "noise schedule", choices=("VP", "VE", "FlowMatching"))
+    lambda_min: float | None = _f(None, "default: the schedule's")
+    lambda_max: float | None = _f(None, "default: the schedule's")
+    parametrization: str = _f("eps", "what the network predicts; the loss is always the ε-loss on the converted ε̂",
+                              choices=("eps", "x0", "v", "score", "flow"))
+    weighting: str = _f("elbo", "elbo: w=1 (maximum likelihood); quality: w=sigmoid(2-λ) (a callable in Python)",
+                        choices=("elbo", "quality"))
+    importance: bool = _f(True, "adaptive importance sampling of λ (off: uniform λ)")
+    is_bins: int = _f(100, "importance-sampler histogram bins")
+    is_decay: float = _f(0.99, "importance-sampler EMA decay")
+    is_uniform_mix: float = _f(0.0, "weight of a uniform component in the λ proposal")
+    # optimisation
+    steps: int | None = _f(None, "optimisation steps (required)")
+    batch_size: int = _f(128, "global batch (split over processes)")
+    lr: float = _f(2e-4, "learning rate")
+    optimizer: str = _f("adamw", "optimizer", choices=("adam", "adamw"))
+    weight_decay: float = _f(0.0, "weight decay")
+    betas: tuple = _f((0.9, 0.999), "Adam betas")
+    warmup: int = _f(200, "linear learning-rate warm-up steps")
+    clip: float | None = _f(1.0, "gradient-norm clip (0 = off)", zero_is_none=True)
+    ema_decay: float = _f(0.999, "EMA of the weights (0 = raw weights)")
+    # monitoring
+    log_every: int = _f(50, "log.jsonl record every N steps (0 = off)")
+    eval_every: int = _f(0, "held-out evaluation every N steps (0 = only at the end if eval_final)")
+    eval_final: bool = _f(True, "held-out evaluation at the end")
+    eval_n: int = _f(128, "held-out examples per evaluation")
+    eval_kwargs: dict = _f(lambda: {"solver": "euler", "steps": 128},
+                           "extra evaluation (log_prob) argument (repeatable), e.g. --eval-opt n_probes=2",
+                           option="--eval-opt", kv=True,
+                           aliases={"solver": ("--eval-solver", str, "PF-ODE solver for evaluation (euler | heun | dopri5)"),
+                                    "steps": ("--eval-steps", int, "solver steps for evaluation (fixed-step solvers)")})
+    sample_every: int = _f(0, "PNG sample grid every N steps (0 = off)")
+    n_samples: int = _f(64, "samples per grid")
+    sample_steps: int = _f(128, "solver steps for the sample grids")
+    checkpoint_every: int = _f(1000, "checkpoint every N steps (0 = only at the end)")
+    # run
+    seed: int = _f(0, "seed of the initialisation, the data order and the training noise")
+    out: str | None = _f(None, "run folder (required): checkpoint.pt, model.safetensors, config.json, log.jsonl")
+    resume: bool = _f(False, "continue from OUT/checkpoint.pt (options not given are taken from it)")
+    overwrite: bool = _f(False, "start over in an OUT that holds an earlier run (its run files are deleted)")
+    mixed_precision: str = _f("no", "accelerate mixed precision", choices=("no", "fp16", "bf16"))
+    cpu: bool = _f(False, "force the CPU even if a GPU is present")
+    threads: int | None = _f(None, "torch CPU threads per process")
+    progress: bool = _f(True, "progress bar")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(d["betas"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown training settings {sorted(unknown)}; valid ones: {sorted(names)}.")
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return cls(**d)
+
+    def validate(self) -> None:
+        """ValueError naming the first bad setting; every setting is checked here, before any work starts."""
+        for check in (_check_choices, _check_counts, _check_numbers, _check_eval, _check_run):
+            check(self)
+
+
+# ------------------------------------------------------------------------------------------------ checks
+def _is_int(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and int(v) == v
+
+
+def _check_choices(c: TrainConfig) -> None:
+    from ..data import DATASETS
+    from ..models import PARAMETRIZATIONS
+    from ..schedules import SCHEDULES
+    from .objective import OBJECTIVES, WEIGHTINGS
+
+    if c.parametrization not in PARAMETRIZATIONS:
+        raise ValueError(f"parametrization={c.parametrization!r}; choose one of {PARAMETRIZATIONS}.")
+    if not callable(c.weighting) and c.weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting={c.weighting!r}; choose one of {sorted(WEIGHTINGS)}.")
+    table = {"net": ("auto", "mlp", "unet"), "optimizer": ("adam", "adamw"), "schedule": tuple(SCHEDULES),
+             "dataset": DATASETS, "objective": tuple(OBJECTIVES), "mixed_precision": ("no", "fp16", "bf16")}
+    for name, allowed in table.items():
+        if getattr(c, name) not in allowed:
+            raise ValueError(f"unknown {name} {getattr(c, name)!r}; choose one of {', '.join(allowed)}.")
+
+
+def _check_counts(c: TrainConfig) -> None:
+    if c.steps is None:
+        raise ValueError("steps is required: pass the number of optimisation steps (--steps N).")
+    for name in ("steps", "batch_size", "eval_n", "n_samples", "sample_steps", "is_bins"):
+        v = getattr(c, name)
+        if not _is_int(v) or v < 1:
+            raise ValueError(f"{name}={v!r}: need a positive integer.")
+    for name in ("warmup", "log_every", "eval_every", "sample_every", "checkpoint_every", "seed"):
+        v = getattr(c, name)
+        if not _is_int(v) or v < 0:
+            raise ValueError(f"{name}={v!r}: need a non-negative integer (0 turns it off).")
+    for name in ("hidden", "depth", "threads"):
+        v = getattr(c, name)
+        if v is not None and (not _is_int(v) or v < 1):
+            raise ValueError(f"{name}={v!r}: need a positive integer (or None for the default).")
+
+
+def _check_numbers(c: TrainConfig) -> None:
+    if not c.lr > 0:
+        raise ValueError(f"lr={c.lr}: need a positive learning rate.")
+    if c.clip is not None and not c.clip > 0:
+        raise ValueError(f"clip={c.clip}: need a positive gradient-norm bound (or None for no clipping).")
+    if not 0.0 <= c.ema_decay < 1.0:
+        raise ValueError(f"ema_decay={c.ema_decay}: need 0 <= decay < 1.")
+    if not 0.0 <= c.is_decay < 1.0 or not 0.0 <= c.is_uniform_mix <= 1.0:
+        raise ValueError(f"is_decay={c.is_decay}, is_uniform_mix={c.is_uniform_mix}: need 0 <= decay < 1 and a weight in [0, 1].")
+    if not c.weight_decay >= 0:
+        raise ValueError(f"weight_decay={c.weight_decay}: need a non-negative value.")
+    if len(c.betas) != 2 or not all(0.0 <= b < 1.0 for b in c.betas):
+        raise ValueError(f"betas={c.betas}: need two numbers in [0, 1).")
+    if c.lambda_min is not None and c.lambda_max is not None and not c.lambda_min < c.lambda_max:
+        raise ValueError(f"lambda_min={c.lambda_min} must be below lambda_max={c.lambda_max}.")
+
+
+def _check_eval(c: TrainConfig) -> None:
+    from ..likelihood import log_prob
+    from ..sampling import ODE_SOLVERS
+
+    kw = c.eval_kwargs
+    if not isinstance(kw, dict):
+        raise ValueError(f"eval_kwargs={kw!r}: need a dict of log_prob arguments.")
+    allowed = set(inspect.signature(log_prob).parameters) - {"model", "x", "generator", "return_nfe"}
+    unknown = sorted(set(kw) - allowed)
+    if unknown:
+        raise ValueError(f"eval_kwargs has unknown arguments {unknown}; valid ones: {sorted(allowed)}.")
+    if kw.get("solver", "dopri5") not in ODE_SOLVERS:
+        raise ValueError(f"eval solver {kw['solver']!r}; choose one of {', '.join(ODE_SOLVERS)}.")
+    if kw.get("steps") is not None and (not _is_int(kw["steps"]) or kw["steps"] < 1):
+        raise ValueError(f"eval steps={kw['steps']!r}: need a positive integer.")
+    if kw.get("n_probes") is not None and (not _is_int(kw["n_probes"]) or kw["n_probes"] < 1):
+        raise ValueError(f"eval n_probes={kw['n_probes']!r}: need a positive integer.")
+
+
+def _check_run(c: TrainConfig) -> None:
+    if c.out is None or str(c.out) == "":
+        raise ValueError("out is required: pass the run folder (--out DIR).")
+    if c.resume and c.overwrite:
+        raise ValueError("resume and overwrite exclude each other: resume continues the run in OUT, "
+                         "overwrite deletes it.")
+
+
+# ------------------------------------------------------------------------------------------------ what it describes
+def make_schedule(cfg: TrainConfig):
+    """The noise schedule of a config."""
+    from ..schedules import SCHEDULES
+
+    kw = {k: getattr(cfg, k) for k in ("lambda_min", "lambda_max") if getattr(cfg, k) is not None}
+    return SCHEDULES[cfg.schedule](**kw)
+
+
+def make_net_config(cfg: TrainConfig, ds) -> dict:
+    """The network config (``nets.build_net`` input) for a training config and a dataset.
+
+    ``net="auto"``: a UNet for image data (C, H, W) — the preset named like the dataset if there is one, else
+    "patches16" (H < 32) or "cifar10" — and an MLP otherwise. A UNet's ``in_channels`` and ``resolution`` follow
+    the data unless ``net_kwargs`` sets them.
+    """
+    from .. import nets
+
+    image = len(ds.model_shape) == 3
+    kind = ("unet" if image else "mlp") if cfg.net == "auto" else cfg.net
+    if kind == "mlp":
+        kw = {"hidden": cfg.hidden or 256, "depth": cfg.depth or 3, **cfg.net_kwargs}
+        return nets.MLP(math.prod(ds.model_shape), **kw).config
+    if not image:
+        raise ValueError(f"net='unet' needs image data (C, H, W); {ds.name} has model shape {ds.model_shape}.")
+    default = ds.name if ds.name in nets.UNET_PRESETS else ("patches16" if ds.model_shape[1] < 32 else "cifar10")
+    kw = {"in_channels": ds.model_shape[0], "resolution": ds.model_shape[1], **cfg.net_kwargs}
+    return nets.unet_preset(cfg.preset or default, **kw).config
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then constant."""
+    if cfg.warmup <= 0:
+        return cfg.lr
+    return cfg.lr * min(1.0, (step + 1) / cfg.warmup)
