@@ -191,7 +191,7 @@ class _ForeignNetModel(nn.Module):
     schedule: Schedule
     parametrization: str
     timestep_dtype = None  # dtype of the timestep handed to the network (None: the network's input dtype)
-    overshoot = None  # None: no range check in score(); a number: tolerated fraction beyond the ends (_check_range)
+    overshoot = 1e-6  # tolerated fraction of the λ range beyond its ends (_check_range); None: no range check
 
     def _init_common(self, net, schedule, parametrization, condition, uncondition, guidance_scale, autocast):
         self.net = net
@@ -212,10 +212,8 @@ class _ForeignNetModel(nn.Module):
 
     def _check_range(self, lam_b: Tensor) -> None:
         """ValueError for non-finite λ, and (when ``overshoot`` is a number) for λ beyond the trained range by more
-        than that fraction of its width. The trained range is the schedule's, so every sampler and ``log_prob``
-        already refuses to be asked outside it; ``overshoot`` is None by default because torchdiffeq's dopri5 takes
-        its last step past the end of the interval and interpolates back, evaluating the field beyond λ_min
-        (measured: up to 14 in λ past it). There the timestep map is extrapolated linearly."""
+        than that fraction of its width (the trained range is the schedule's). The solvers never step outside the
+        interval they integrate (dopri5's steps are made to land on its end), so this holds for every sampler."""
         t = lam_b.detach()
         if not torch.isfinite(t).all():
             raise ValueError("lam contains NaN or inf; pass finite log-SNR values.")

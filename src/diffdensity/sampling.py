@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .adapters import warn_if_guided
 from .dynamics import PFODE, ReverseSDE
 from .evaluation import Divergence
 from .integrate import Samples, integrate_ode, integrate_sde, prepare
@@ -46,6 +47,8 @@ def sample_sde(model, x_T: Tensor, steps: int = 1024, track_logp: bool = True, t
     if tracker not in TRACKERS:
         raise ValueError(f"tracker={tracker!r}; choose one of {TRACKERS}.")
     prepare(model, x_T)
+    if track_logp:
+        warn_if_guided(model)
     sch = model.schedule
     return integrate_sde(model, ReverseSDE(sch), x_T, sch.lambda_min, sch.lambda_max, track=track_logp,
                          logp0=_prior_logp(sch, x_T, track_logp, prior), steps=None if grid is not None else steps,

@@ -177,7 +177,7 @@ def _check_numbers(c: TrainConfig) -> None:
 
 def _check_eval(c: TrainConfig) -> None:
     from ..likelihood import log_prob
-    from ..sampling import ODE_SOLVERS
+    from ..integrate import ODE_SOLVERS
 
     kw = c.eval_kwargs
     if not isinstance(kw, dict):
