@@ -54,6 +54,21 @@ def check_count(v, name: str, allow_none: bool = False) -> None:
         raise ValueError(f"{name}={v!r}: need a positive integer.")
 
 
+class NonFiniteError(FloatingPointError):
+    """A solve produced NaN or inf: raised at the step where it happened, naming λ and the likely cause."""
+
+
+def check_state(name: str, lam, *tensors) -> None:
+    """NonFiniteError if a model output or solver state is not finite at λ (names the sampler and the likely cause)."""
+    for t in tensors:
+        if t is not None and not torch.isfinite(t).all():
+            raise NonFiniteError(
+                f"{name}: NaN or inf at λ = {float(torch.as_tensor(lam).reshape(-1)[0]):.6g}. Likely causes: the model "
+                "returns NaN/inf there (check it on inputs near this λ), λ outside the range it was trained on, or the "
+                "solve diverges (more steps, tighter tolerances, or a feasible guidance strength)."
+            )
+
+
 def check_finite(x: Tensor, name: str) -> None:
     """ValueError naming ``name`` if x contains NaN or inf."""
     if not isinstance(x, Tensor):
@@ -63,8 +78,10 @@ def check_finite(x: Tensor, name: str) -> None:
 
 
 def check_batch(x: Tensor, name: str = "x") -> None:
-    """ValueError unless x is a finite floating tensor with a batch dimension."""
+    """ValueError unless x is a finite floating tensor with a non-empty batch dimension."""
     check_finite(x, name)
+    if x.ndim >= 1 and x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}); pass at least one sample.")
     if x.ndim < 2:
         raise ValueError(
             f"{name} has shape {tuple(x.shape)}; need (batch, ...) with at least one data dimension "

@@ -191,7 +191,7 @@ def models_cmd():
 
 @main.command("sample")
 @click.argument("model")
-@click.option("--n", "n", type=int, default=64, help="number of samples")
+@click.option("--n", "n", type=click.IntRange(min=1), default=64, help="number of samples")
 @click.option("--sampler", type=click.Choice(["sde", "ode"]), default="sde")
 @click.option("--steps", type=int, default=1024)
 @click.option("--tracker", type=click.Choice(["corrected", "em"]), default="corrected", help="SDE log-density tracker")
@@ -207,6 +207,8 @@ def sample_cmd(model, n, sampler, steps, tracker, track, solver, divergence, see
 
     from . import load, sample_ode, sample_sde
 
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"--out {out} is a file; pass a folder for samples.npz, samples.png and summary.json.")
     m = load(model)
     g = torch.Generator().manual_seed(seed)
     x_T = m.schedule.sample_prior((n, *_model_shape(m)), generator=g)
@@ -241,12 +243,27 @@ def sample_cmd(model, n, sampler, steps, tracker, track, solver, divergence, see
     click.echo(json.dumps(summary, indent=2))
 
 
+def _read_array(path):
+    """The array ``x`` of a .npz (or a .npy) file, with a clear error for a missing, corrupt or unsafe file."""
+    import numpy as np
+
+    if not Path(path).is_file():
+        raise ValueError(f"--data {path}: no such file.")
+    try:
+        arr = np.load(path, allow_pickle=False)
+        return arr["x"] if hasattr(arr, "files") else arr
+    except KeyError:
+        raise ValueError(f"--data {path}: the .npz has no array 'x' (it has {list(arr.files)}).") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(f"--data {path}: not a readable .npz/.npy file of numbers ({' '.join(str(e).split())[:120]}).") from None
+
+
 @main.command("log-prob")
 @click.argument("model")
 @click.option("--data", "data", default=None, help="a .npz/.npy file of samples in model space, or a data set name "
               "(default: the model's own data set, test split)")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test")
-@click.option("--n", "n", type=int, default=128, help="how many examples")
+@click.option("--n", "n", type=click.IntRange(min=1), default=128, help="how many examples")
 @click.option("--bpd/--no-bpd", default=True, help="bits/dim of integer data (uniform dequantization)")
 @click.option("--divergence", type=click.Choice(["hutchinson", "exact"]), default="hutchinson")
 @click.option("--solver", type=click.Choice(["euler", "heun", "dopri5"]), default="dopri5")
@@ -265,8 +282,7 @@ def log_prob_cmd(model, data, split, n, bpd, divergence, solver, steps, repeats,
     g = torch.Generator().manual_seed(seed)
     kw = dict(divergence=divergence, solver=solver, steps=steps, generator=g)
     if data is not None and Path(data).suffix in (".npz", ".npy"):
-        arr = np.load(data)
-        x = torch.as_tensor(arr["x"] if hasattr(arr, "files") else arr, dtype=torch.float32)[:n]
+        x = torch.as_tensor(_read_array(data), dtype=torch.float32)[:n]
         values, kind = log_prob(m, x, **kw), "log_prob_nats"
     else:
         from .data import load_dataset

@@ -20,6 +20,7 @@ DIVERGENCES = ("exact", "hutchinson")
 NEEDS = frozenset({"lap", "hvp"})
 _MODES = ("vjp", "jvp")
 _PROBES = ("rademacher", "gaussian")
+MAX_PROBES = 4096
 
 
 @dataclass
@@ -62,6 +63,9 @@ class Divergence:
         if probe not in _PROBES:
             raise ValueError(f"probe={probe!r}; choose one of {_PROBES}.")
         check_count(n_probes, "n_probes")
+        if n_probes > MAX_PROBES:
+            raise ValueError(f"n_probes={n_probes}: more than {MAX_PROBES} Hutchinson probes costs more than the exact "
+                             "divergence for any D ≤ that; use divergence='exact' instead.")
         check_count(chunk_size, "chunk_size", allow_none=True)
         self.kind, self.n_probes, self.probe, self.generator = kind, int(n_probes), probe, generator
         self.chunk_size, self.mode, self.fixed, self.probes = chunk_size, mode, fixed, probes

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._checks import check_batch, check_count
+from ._checks import check_batch, check_count, check_state
 from .dynamics import Dynamics
 from .evaluation import Divergence
 from .models import CountingModel
@@ -39,6 +39,12 @@ class Samples:
 def prepare(model, x: Tensor, name: str = "x_T") -> CountingModel:
     """Check a batch and wrap the model so its score evaluations are counted."""
     check_batch(x, name)
+    if x.dtype in (torch.float16, torch.bfloat16):
+        raise ValueError(
+            f"{name} is {x.dtype}: ODE/SDE states and log-densities need float32 or float64 (half precision quantises "
+            "log p and breaks adaptive solvers). Keep the state in float32 and run the network in half precision with "
+            "torch.autocast, e.g. dd.from_diffusers(..., autocast='bf16')."
+        )
     return CountingModel(model)
 
 
@@ -71,9 +77,10 @@ def _initial(x: Tensor, track: bool, logp0):
     return (x, torch.as_tensor(lp, dtype=x.dtype, device=x.device).expand(x.shape[0]).clone())
 
 
-def _reporter(callback, bar, field, track, fraction=False, lam0=0.0):
-    """The solvers' (i, λ, y) hook → progress bar + user callback."""
+def _reporter(callback, bar, field, track, desc, fraction=False, lam0=0.0):
+    """The solvers' (i, λ, y) hook → non-finite check, progress bar, user callback."""
     def report(i, lam, y, *_):
+        check_state(desc, lam, *y)
         if bar is not None:
             if fraction:
                 bar.n = round(abs(lam - lam0), 6)
@@ -108,13 +115,14 @@ def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
             dynamics.schedule.check_lam(lam1, "lam1")
             bar = _bar(progress, round(abs(lam1 - lam0), 6), desc)
             sol = odeint_adaptive(field, y0, lam0, lam1, rtol=rtol, atol=atol, max_steps=max_steps,
-                                  on_accept=_reporter(callback, bar, field, track, True, lam0))
+                                  on_accept=_reporter(callback, bar, field, track, desc, True, lam0))
         else:
             g = _grid(dynamics.schedule, lam0, lam1, steps, grid)
             bar = _bar(progress, g.numel() - 1, desc)
-            sol = odeint(field, y0, g, method=solver, callback=_reporter(callback, bar, field, track))
+            sol = odeint(field, y0, g, method=solver, callback=_reporter(callback, bar, field, track, desc))
     if bar is not None:
         bar.close()
+    check_state(desc, lam1, *sol.y)
     return Samples(sol.y[0], sol.y[1] if track else None, m.nfe)
 
 
@@ -139,7 +147,7 @@ def integrate_sde(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
     bar = _bar(progress, g.numel() - 1, desc)
     with torch.no_grad():
         sol = sdeint(sde, _initial(x, track, logp0), g, generator=generator, dw=dw,
-                     callback=_reporter(callback, bar, sde, track))
+                     callback=_reporter(callback, bar, sde, track, desc))
     if bar is not None:
         bar.close()
     return Samples(sol.y[0], sol.y[1] if track else None, m.nfe)

@@ -21,6 +21,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .models import PARAMETRIZATIONS, NetworkModel
@@ -254,6 +255,23 @@ def build_model(cfg: dict, source="config") -> NetworkModel:
     return NetworkModel(net, schedule, cfg["parametrization"], transform=transform)
 
 
+def _check_device(device):
+    """A torch.device the machine has (ValueError naming what is available otherwise)."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device={device!r} is not a torch device ({e}); use 'cpu', 'cuda', 'cuda:1', 'mps'.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but this machine has no CUDA GPU (or torch has no CUDA build); use 'cpu'.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) are visible.")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device={device!r} but MPS is not available here; use 'cpu'.")
+    return dev
+
+
 def load(path_or_name, device=None) -> NetworkModel:
     """Load a model folder or a shipped model by name (see :func:`list_models`) -> NetworkModel in eval mode.
 
@@ -262,6 +280,10 @@ def load(path_or_name, device=None) -> NetworkModel:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    if not isinstance(path_or_name, (str, os.PathLike)):
+        raise TypeError(f"dd.load takes a shipped model name ({', '.join(list_models())}) or a model folder path, "
+                        f"got {type(path_or_name).__name__}.")
+    device = _check_device(device)
     folder = _resolve(path_or_name)
     cfg = read_config(folder)
     model = build_model(cfg, source=folder / CONFIG_NAME)

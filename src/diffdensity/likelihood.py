@@ -65,6 +65,8 @@ def bits_per_dim(model, x_int: Tensor, levels: int = 256, dequantize: str = "uni
     check_finite(x_int.float(), "x_int")
     transform = getattr(model, "transform", None)
     t_levels = getattr(transform, "levels", None)
+    if levels is None:
+        levels = t_levels
     if t_levels is not None and levels is not None and int(t_levels) != int(levels):
         raise ValueError(f"levels={levels} but the model's data transform expects {t_levels} levels; pass levels={t_levels}.")
     xf = x_int.to(_data_dtype(model, x_int))

@@ -16,6 +16,8 @@ flow      u = ε − x₀ (= dx_t/dt, FlowMatching)  (x + α p) / (α + σ)
 """
 from __future__ import annotations
 
+import warnings
+
 from typing import Protocol, runtime_checkable
 
 from torch import Tensor, nn
@@ -101,19 +103,36 @@ class NetworkModel(nn.Module):
                 f"x is {x.dtype} but the network's weights are {p.dtype}; convert one of them "
                 f"(model.to({x.dtype}) for end-to-end {x.dtype}, or x.to({p.dtype}))."
             )
+        shape = getattr(self.transform, "model_shape", None)
+        if shape is not None and tuple(x.shape[1:]) != tuple(shape):
+            raise ValueError(f"x has sample shape {tuple(x.shape[1:])} but this model takes {tuple(shape)} "
+                             "(resize or crop the input to the model's size).")
+        self.schedule.check_lam(lam)
         lam_b = batch_lam(lam, x)
         a, s = self.schedule.alpha_sigma(lam_b)
         return lam_b, bcast(a, x), bcast(s, x)
 
+    def _predict(self, x: Tensor, lam_b: Tensor) -> Tensor:
+        out = self.net(x, lam_b)
+        if not isinstance(out, Tensor) or out.shape != x.shape:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(f"the network returned {got} for an input of shape {tuple(x.shape)}; a network must "
+                             "return a tensor shaped like x (one prediction per input value).")
+        return out
+
     def eps(self, x: Tensor, lam) -> Tensor:
         """ε̂(x, λ), whatever the network predicts."""
         lam_b, a, s = self._alpha_sigma(x, lam)
-        return TO_EPS[self.parametrization](self.net(x, lam_b), x, a, s)
+        return TO_EPS[self.parametrization](self._predict(x, lam_b), x, a, s)
 
     def score(self, x: Tensor, lam) -> Tensor:
-        """∇_x log p_λ(x) ≈ −ε̂/σ."""
+        """∇_x log p_λ(x) ≈ −ε̂/σ (warns once if the network is in train mode: the training loss uses :meth:`eps`)."""
+        if isinstance(self.net, nn.Module) and self.net.training and not getattr(self, "_warned_train", False):
+            self._warned_train = True
+            warnings.warn("the network is in train mode (dropout/normalisation statistics active): scores and "
+                          "log-densities are random; call model.eval() first.", UserWarning, stacklevel=2)
         lam_b, a, s = self._alpha_sigma(x, lam)
-        return -TO_EPS[self.parametrization](self.net(x, lam_b), x, a, s) / s
+        return -TO_EPS[self.parametrization](self._predict(x, lam_b), x, a, s) / s
 
     def forward(self, x: Tensor, lam) -> Tensor:
         return self.score(x, lam)

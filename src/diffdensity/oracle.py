@@ -138,6 +138,9 @@ class GaussianMixture:
                 "(for 1-D data use means[:, None])."
             )
         K = means.shape[0]
+        if K == 0 or means[0].numel() == 0:
+            raise ValueError(f"means has shape {tuple(means.shape)}: a mixture needs at least one component and one "
+                             "dimension.")
         self.event_shape = tuple(means.shape[1:])
         D = math.prod(self.event_shape)
         stds = _as_float(stds, "stds", means.dtype)

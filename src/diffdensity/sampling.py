@@ -21,20 +21,21 @@ def _prior_logp(sch, x_T: Tensor, track: bool, prior):
     return (prior or sch.prior_log_prob)(x_T) if track else None
 
 
-def sample_ode(model, x_T: Tensor, steps: int = 256, solver: str = "euler", track_logp: bool = False,
+def sample_ode(model, x_T: Tensor, steps: int | None = None, solver: str = "euler", track_logp: bool = False,
                divergence: str = "hutchinson", generator: torch.Generator | None = None, *, rtol: float = 1e-5,
                atol: float = 1e-5, n_probes: int = 1, prior=None, grid=None, callback=None,
                progress=None) -> Samples:
     """PF-ODE from noise to data; with ``track_logp`` the instantaneous change of variables (Eq. 3 of
     Karczewski et al. 2025a, math.md §1.1) from ``prior(x_T)`` (default: the schedule's Gaussian prior).
-    ``steps`` is for the fixed-step solvers; "dopri5" chooses its own."""
+    ``steps`` (default 256) is for the fixed-step solvers; "dopri5" chooses its own (giving both is an error)."""
     prepare(model, x_T)
     sch = model.schedule
     div = Divergence(divergence, n_probes=n_probes, generator=generator) if track_logp else None
-    fixed = solver != "dopri5"
+    if steps is None and grid is None and solver != "dopri5":
+        steps = 256
     return integrate_ode(model, PFODE(sch), x_T, sch.lambda_min, sch.lambda_max, track=track_logp,
                          logp0=_prior_logp(sch, x_T, track_logp, prior), solver=solver,
-                         steps=steps if fixed and grid is None else None, grid=grid, divergence=div, rtol=rtol,
+                         steps=steps, grid=grid, divergence=div, rtol=rtol,
                          atol=atol, callback=callback, progress=progress, desc="sample_ode")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import at, flat_dot, flat_sq, per_sample
+from ._checks import at, check_state, flat_dot, flat_sq, per_sample
 from .dynamics import Dynamics, Noise
 from .evaluation import Divergence, Eval, evaluate
 
@@ -74,6 +74,7 @@ class AugmentedODE:
     def __call__(self, lam, y):
         x = y[0]
         ev = self.last = evaluate(self.model, lam, x, _needs(self.dyn, self.rule, lam, x, None), self.divergence)
+        check_state(f"{type(self.dyn).__name__} (model output)", lam, ev.s, ev.lap)
         ut = self.dyn.drift(ev)
         return (ut,) if self.rule is None else (ut, self.rule.rate(ev, ut, None))
 
@@ -104,6 +105,7 @@ class AugmentedSDE:
         x = y[0]
         noise = self.dyn.noise(lam, x)
         ev = self.last = evaluate(self.model, lam, x, _needs(self.dyn, self.rule, lam, x, noise), self.divergence)
+        check_state(f"{type(self.dyn).__name__} (model output)", lam, ev.s, ev.lap)
         return ev, noise
 
     def drift(self, state):
@@ -145,6 +147,8 @@ def corrected_logp_increment(sch, lam0, lam1, x0, s0, b0, s1, b1, xi) -> Tensor:
     exact_f = -D * (sch.log_alpha(l1) - sch.log_alpha(l0))             # exact ∫ −D f dλ
     trapezoid = 0.25 * dl * (g20 * flat_sq(s0) + g21 * flat_sq(s1))   # ½ g2 ‖s‖² by the trapezoid rule
     ito_F = (1 - 0.5 * f0 * dl) * flat_dot(s0, xi)                     # Itô noise term with the linear-noise fix F
-    SN = 0.5 * ds_xi * (1 - D * V / flat_sq(xi))                      # Laplacian-free Itô–Stratonovich (Milstein)
+    xi_sq = flat_sq(xi)
+    SN = torch.where(xi_sq > 0, 0.5 * ds_xi * (1 - D * V / xi_sq.clamp_min(torch.finfo(xi.dtype).tiny)),
+                     torch.zeros_like(xi_sq))                         # Laplacian-free Itô–Stratonovich (Milstein)
     CEM = -0.5 * dl * flat_dot(b1 - b0, s1) - 0.25 * dl * (g2p0 / g20) * ds_xi  # EM transition-law correction
     return exact_f + trapezoid + ito_F + SN + CEM

@@ -1,9 +1,12 @@
 """Adaptive ODE solves through torchdiffeq (dopri5 and friends), with an NFE count, a step cap and per-step hooks."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torchdiffeq
 
+from .._checks import NonFiniteError
 from .fixed import Solution, as_tuple
 
 
@@ -32,11 +35,18 @@ def odeint_adaptive(func, y0, lam0: float, lam1: float, rtol: float = 1e-5, atol
     ``max_steps`` caps the accepted + rejected steps (RuntimeError naming the λ reached when hit);
     ``on_accept(i, lam, y_start, nfe)`` runs after each accepted step (y_start: the state where that step began).
     """
-    if not (rtol > 0 and atol > 0):
+    if not (isinstance(rtol, (int, float)) and isinstance(atol, (int, float))) or isinstance(rtol, bool) \
+            or isinstance(atol, bool):
+        raise TypeError(f"rtol={rtol!r}, atol={atol!r}: tolerances must be numbers.")
+    if not (rtol > 0 and atol > 0 and math.isfinite(rtol) and math.isfinite(atol)):
         raise ValueError(f"rtol={rtol}, atol={atol}: tolerances must be positive.")
     if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:
         raise ValueError(f"max_steps={max_steps!r}: need a positive integer.")
     y0 = as_tuple(y0)
+    floor = 10 * torch.finfo(y0[0].dtype).eps
+    if rtol < floor:
+        raise ValueError(f"rtol={rtol:g} is below what {y0[0].dtype} can resolve (≥ {floor:.1e}); the solve would only "
+                         "hit max_steps. Loosen it or use float64.")
     field = _Field(func, min(float(lam0), float(lam1)), max(float(lam0), float(lam1)))
     reached = [float(lam0)]
 
@@ -57,6 +67,11 @@ def odeint_adaptive(func, y0, lam0: float, lam1: float, rtol: float = 1e-5, atol
                 f"{method} hit max_steps={max_steps} at λ = {reached[0]:.6g} of [{lam0:g} → {lam1:g}] after "
                 f"{field.n} evaluations: the ODE is stiff or the model diverges there; raise max_steps or the "
                 "tolerances, or use a fixed-step solver."
+            ) from None
+        if "non-finite" in msg or "underflow" in msg:
+            raise NonFiniteError(
+                f"{method}: the state became NaN/inf (or the step size underflowed) near λ = {reached[0]:.6g} of "
+                f"[{lam0:g} → {lam1:g}]: the model returns NaN/inf there or the ODE diverges."
             ) from None
         raise RuntimeError(f"{method} failed at λ ≈ {reached[0]:.6g} of [{lam0:g} → {lam1:g}]: {msg[:300]}") from None
     return Solution(tuple(v[-1] for v in ys), field.n, [], field.steps)

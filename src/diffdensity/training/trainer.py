@@ -99,6 +99,9 @@ class Trainer:
         self.acc = self._accelerator or Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision)
         self.is_main = self.acc.is_main_process
         self.world, self.rank, self.device = self.acc.num_processes, self.acc.process_index, self.acc.device
+        if cfg.mixed_precision == "fp16" and self.device.type == "cpu":
+            raise ValueError("mixed_precision='fp16' needs a GPU: on the CPU accelerate would silently train in "
+                             "float32. Use --mixed-precision bf16 (CPU autocast) or no.")
         if cfg.batch_size % self.world:
             raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the number of processes ({self.world}).")
         self.local_bs = cfg.batch_size // self.world
