@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 TORCH ?= torch==2.13.0
 
-.PHONY: test demo bench slow clean
+.PHONY: test demo bench bench-record slow clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,13 +20,16 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -p no:cacheprovider -m slow
 
 demo: $(STAMP)
 	$(VENV)/bin/diffdensity demo --out demo_out
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+bench-record: $(STAMP)
+	DIFFDENSITY_BENCH_RECORD=1 $(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -10,6 +10,9 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# `make bench` writes to results/latest/ (git-ignored) so a run never dirties tracked files; the figures quoted in
+# README.md live in results/*.json and are updated on purpose with DIFFDENSITY_BENCH_RECORD=1 (`make bench-record`).
+RECORD = os.environ.get("DIFFDENSITY_BENCH_RECORD", "") not in ("", "0")
 
 
 def machine() -> dict:
@@ -37,8 +40,9 @@ def _fmt(v) -> str:
 
 
 def save(name: str, payload: dict, path=None) -> Path:
-    """Write ``payload`` with the machine description as JSON (default: results/<name>.json); prints the path."""
-    path = Path(path) if path is not None else RESULTS / f"{name}.json"
+    """Write ``payload`` with the machine description as JSON (default: results/latest/<name>.json, or
+    results/<name>.json when recording); prints the path."""
+    path = Path(path) if path is not None else (RESULTS if RECORD else RESULTS / "latest") / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), **payload}
     path.write_text(json.dumps(payload, indent=2) + "\n")

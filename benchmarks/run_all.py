@@ -1,10 +1,11 @@
-"""Run every benchmark script in this folder (`make bench`); each prints its table and writes JSON to results/."""
+"""Run every benchmark script in this folder (`make bench`); each prints its table and writes JSON to
+results/latest/ (results/ itself with DIFFDENSITY_BENCH_RECORD=1, `make bench-record`)."""
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["digits_baselines.py", "train_throughput.py", "logdensity.py"]
+SCRIPTS = sorted(p.name for p in HERE.glob("*.py") if not p.name.startswith("_") and p.name != "run_all.py")
 
 if __name__ == "__main__":
     quick = [a for a in sys.argv[1:] if a == "--quick"]
