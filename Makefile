@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 TORCH ?= torch==2.13.0
 
-.PHONY: test demo bench bench-record slow clean
+.PHONY: test demo bench bench-record slow clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
-test: $(STAMP)
+# headless Chromium for the report's end-to-end test (Debian's package; needs root, else the test says how)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  ( [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ) || \
+	  echo "note: could not install chromium (sudo apt-get install chromium); tests/test_report.py will fail and say so"
+
+test: $(STAMP) chromium
 	$(PY) -m pytest -q -p no:cacheprovider
 
 slow: $(STAMP)
