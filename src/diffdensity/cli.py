@@ -189,56 +189,136 @@ def models_cmd():
         click.echo(name)
 
 
+SAMPLE_METHODS = ("ode", "sde", "hd", "prior-guided", "density-guided", "stochastic-density-guided",
+                  "distributional", "ddim")
+_DEFAULT_STEPS = {"ode": 256, "sde": 1024, "hd": 1024, "prior-guided": 64, "density-guided": 64,
+                  "stochastic-density-guided": 128, "distributional": 4, "ddim": 4}
+
+
+def _model_arg(f):
+    """MODEL as a positional argument or --model (a shipped name, a saved run or a model folder)."""
+    f = click.option("--model", "model_opt", default=None, help="a shipped model name, a saved run or a model folder")(f)
+    return click.argument("model", required=False, metavar="[MODEL]")(f)
+
+
+def _resolve_model(model, model_opt):
+    if model and model_opt and model != model_opt:
+        raise click.UsageError(f"two models given: {model!r} and --model {model_opt!r}.")
+    name = model or model_opt
+    if not name:
+        raise click.UsageError("which model? pass MODEL or --model (`diffdensity models` lists the shipped ones).")
+    return name
+
+
+def _fresh_out(out, overwrite: bool) -> Path:
+    """An output folder that holds no earlier results (refused unless --overwrite)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; pass a folder.")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"--out {out} already holds results; pass another folder or --overwrite.")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _call(fn, *args, **kw):
+    """fn(*args, **kw) keeping only the keywords fn accepts (samplers differ in their options)."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kw = {k: v for k, v in kw.items() if k in params}
+    return fn(*args, **kw)
+
+
+def run_sampler(m, method, x_T, *, steps, generator, track_logp=True, tracker="corrected", solver="euler",
+                divergence="hutchinson", threshold=4.0, first="ode", q=0.5, noise="late", churn=None):
+    """One sampler of the library by its CLI name -> Samples (used by `sample` and the demo)."""
+    import diffdensity as dd
+
+    common = dict(generator=generator, track_logp=track_logp, progress=None)
+    if method == "ode":
+        return _call(dd.sample_ode, m, x_T, steps=steps, solver=solver, divergence=divergence, **common)
+    if method == "sde":
+        return _call(dd.sample_sde, m, x_T, steps=steps, tracker=tracker, **common)
+    if method == "hd":
+        return _call(dd.sample_hd, m, x_T, threshold, steps=steps, first=first, divergence=divergence, **common)
+    if method == "prior-guided":
+        return _call(dd.sample_prior_guided, m, x_T, q, steps=steps, divergence=divergence, **common)
+    if method == "density-guided":
+        return _call(dd.sample_density_guided, m, x_T, q, steps=steps, divergence=divergence, **common)
+    if method == "stochastic-density-guided":
+        return _call(dd.sample_stochastic_density_guided, m, x_T, q, noise, steps=steps, divergence=divergence, **common)
+    if method == "distributional":
+        return _call(dd.sample_distributional, m, x_T, steps=steps, churn=1.0 if churn is None else churn, **common)
+    if method == "ddim":
+        return _call(dd.sample_ddim, m, x_T, steps=steps, churn=0.0 if churn is None else churn, **common)
+    raise ValueError(f"method={method!r}; choose one of {SAMPLE_METHODS}.")
+
+
 @main.command("sample")
-@click.argument("model")
+@_model_arg
+@click.option("--method", type=click.Choice(SAMPLE_METHODS), default=None, help="sampler (default: sde)")
+@click.option("--sampler", type=click.Choice(["sde", "ode"]), default=None, hidden=True, help="old name of --method")
 @click.option("--n", "n", type=click.IntRange(min=1), default=64, help="number of samples")
-@click.option("--sampler", type=click.Choice(["sde", "ode"]), default="sde")
-@click.option("--steps", type=int, default=1024)
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="steps (default: the method's usual count)")
+@click.option("--track-logp/--no-track-logp", "track", default=True, help="track log p along the sampler")
+@click.option("--no-track", "track", flag_value=False, hidden=True)
 @click.option("--tracker", type=click.Choice(["corrected", "em"]), default="corrected", help="SDE log-density tracker")
-@click.option("--no-track", "track", is_flag=True, flag_value=False, default=True, help="do not track log p")
 @click.option("--solver", type=click.Choice(["euler", "heun", "dopri5"]), default="euler", help="ODE solver")
-@click.option("--divergence", type=click.Choice(["hutchinson", "exact"]), default="hutchinson", help="ODE tracking")
+@click.option("--divergence", type=click.Choice(["hutchinson", "exact"]), default="hutchinson",
+              help="Δ log p estimator where a sampler needs it")
+@click.option("--threshold", type=float, default=4.0, help="hd: the λ where the high-density ODE takes over")
+@click.option("--first", type=click.Choice(["ode", "sde"]), default="ode", help="hd: the sampler before the threshold")
+@click.option("--q", type=float, default=0.6, help="guided samplers: the quantile (higher q, higher log p)")
+@click.option("--noise", default="late", help="stochastic-density-guided: noise window preset (early | late)")
+@click.option("--churn", type=float, default=None, help="distributional / ddim: 0 = DDIM, 1 = DDPM posterior")
 @click.option("--seed", type=int, default=0)
-@click.option("--out", type=click.Path(), default="samples", help="output folder")
-def sample_cmd(model, n, sampler, steps, tracker, track, solver, divergence, seed, out):
-    """Sample MODEL (a shipped name or a model folder) with tracked log-density; writes samples.npz, a PNG, JSON."""
+@click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
+@click.option("--out", type=click.Path(), default="samples", help="output folder (must be new or empty)")
+@click.option("--overwrite", is_flag=True, help="write into an --out that already holds results")
+def sample_cmd(model, model_opt, method, sampler, n, steps, track, tracker, solver, divergence, threshold, first, q,
+               noise, churn, seed, device, out, overwrite):
+    """Sample a model with any of the library's samplers; writes samples.npz (model space `x`, data units `x_data`,
+    `logp`, `nfe`), samples.png (a grid, highest log p first, each labelled) and summary.json.
+
+    Example: diffdensity sample --model digits8 --method hd --threshold 4 --n 16 --out hd_samples
+    """
     import numpy as np
     import torch
 
-    from . import load, sample_ode, sample_sde
+    from . import __version__, load
+    from .plots import sample_grid
 
-    if Path(out).exists() and not Path(out).is_dir():
-        raise ValueError(f"--out {out} is a file; pass a folder for samples.npz, samples.png and summary.json.")
-    m = load(model)
-    g = torch.Generator().manual_seed(seed)
+    model = _resolve_model(model, model_opt)
+    method = method or sampler or "sde"
+    steps = steps or _DEFAULT_STEPS[method]
+    out = _fresh_out(out, overwrite)
+    m = load(model, device=device)
+    g = torch.Generator(device=device).manual_seed(seed)
     x_T = m.schedule.sample_prior((n, *_model_shape(m)), generator=g)
-    if sampler == "sde":
-        smp = sample_sde(m, x_T, steps=steps, track_logp=track, tracker=tracker, generator=g)
-    else:
-        smp = sample_ode(m, x_T, steps=steps, solver=solver, track_logp=track, divergence=divergence, generator=g)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    arrays = {"x": smp.x.numpy(), "nfe": np.array(smp.nfe)}
-    if smp.logp is not None:
-        arrays["logp"] = smp.logp.numpy()
-    if m.transform is not None:
-        arrays["x_data"] = m.transform.inverse(smp.x).numpy()
+    smp = run_sampler(m, method, x_T, steps=steps, generator=g, track_logp=track, tracker=tracker, solver=solver,
+                      divergence=divergence, threshold=threshold, first=first, q=q, noise=noise, churn=churn)
+    x = smp.x.detach().cpu()
+    logp = None if smp.logp is None else smp.logp.detach().cpu()
+    arrays = {"x": x.numpy(), "nfe": np.array(smp.nfe)}
+    if logp is not None:
+        arrays["logp"] = logp.numpy()
+    t = getattr(m, "transform", None)
+    if t is not None and getattr(t, "levels", None):
+        arrays["x_data"] = t.inverse(x, round=True).numpy().astype(np.uint8 if t.levels <= 256 else np.int32)
     np.savez(out / "samples.npz", **arrays)
-    summary = {"model": model, "sampler": sampler, "steps": steps, "n": n, "nfe": smp.nfe, "seed": seed}
-    if smp.logp is not None:
-        summary.update(logp_mean=float(smp.logp.mean()), logp_min=float(smp.logp.min()), logp_max=float(smp.logp.max()))
-    cfg = getattr(m, "config", {}) or {}
-    if cfg.get("dataset"):
-        from .data import load_dataset
-        from .training.visual import save_samples_png
-
-        try:
-            ds = load_dataset(cfg["dataset"], **cfg.get("dataset_kwargs", {}))
-            order = torch.argsort(smp.logp, descending=True) if smp.logp is not None else torch.arange(n)
-            if save_samples_png(ds, smp.x[order], out / "samples.png"):
-                summary["png"] = str(out / "samples.png")
-        except ValueError as e:  # e.g. a folder data set that is not on this machine
-            click.echo(f"no picture: {e}", err=True)
+    summary = {"model": model, "method": method, "steps": steps, "n": n, "nfe": smp.nfe, "seed": seed,
+               "solver": solver if method in ("ode", "hd", "prior-guided", "density-guided") else None,
+               "tracker": tracker if method == "sde" and track else None, "divergence": divergence,
+               "device": device, "version": __version__}
+    summary.update({"threshold": threshold, "first": first} if method == "hd" else {})
+    summary.update({"q": q} if "guided" in method else {})
+    summary.update({"noise": noise} if method == "stochastic-density-guided" else {})
+    if logp is not None:
+        summary.update(logp_mean=float(logp.mean()), logp_min=float(logp.min()), logp_max=float(logp.max()))
+    if sample_grid(m, x, logp, out / "samples.png"):
+        summary["png"] = str(out / "samples.png")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     click.echo(json.dumps(summary, indent=2))
 
