@@ -51,7 +51,7 @@ def threshold_sweep(model, x_T: Tensor, thresholds=(8.0, 6.0, 4.0, 2.0, 0.0), st
         ax.invert_xaxis()
         ax.legend(fontsize=8)
         save_figure(fig, out, "threshold_sweep.png")
-        rows = {("λ=" + k[3:] if k.startswith("hd ") else k): to_uint8_images(model, x[:n_images])
+        rows = {("thr " + k[3:] if k.startswith("hd ") else k): to_uint8_images(model, x[:n_images])
                 for k, x in sets.items()}
         save_image_rows(rows, out, "threshold_grid.png")
     res["samples"] = sets
