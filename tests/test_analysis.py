@@ -108,7 +108,7 @@ def test_blur_curve_on_a_gaussian_oracle(tmp_path):
     res = blur_curve(m, x, sig, log_prob_kw=exact_kw(m), out=tmp_path)
     exact = torch.stack([m.log_prob(gaussian_blur(x, s), VP.lambda_max) for s in sig])
     assert np.allclose(res["logp"], exact.numpy(), atol=1e-3)
-    assert res["monotone_fraction"] == 1.0
+    assert res["monotone_fraction"] == 1.0 and res["falling_fraction"] == 0.0
     assert np.all(np.diff(res["mean"]) > 0)
     assert (tmp_path / "blur.png").exists()
 

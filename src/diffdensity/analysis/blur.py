@@ -50,18 +50,20 @@ def blur_curve(model, x: Tensor, sigmas=(0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0), l
                generator=None, out=None, progress=None) -> dict:
     """log p of every image of ``x`` (model space, (B, C, H, W)) blurred with each σ in ``sigmas`` (pixels; blur
     commutes with the affine data transform, so it is applied in model space). Returns {"sigmas", "logp" (S×B),
-    "mean", "std", "monotone_fraction" (images whose curve never falls), "settings"}; with ``out``: blur.json and
+    "mean", "std", "monotone_fraction" (images whose curve never falls), "falling_fraction" (never rises), "settings"}; with ``out``: blur.json and
     blur.png (one thin curve per image, the mean thick)."""
     sigmas = [float(s) for s in sigmas]
     if not sigmas:
         raise ValueError("sigmas is empty; pass blur strengths in pixels, e.g. (0, 0.5, 1).")
     lp = torch.stack([evaluate_log_prob(model, gaussian_blur(x, s), log_prob_kw, generator, progress=progress)
                       for s in sigmas]).double()
-    rises = (lp[1:] >= lp[:-1]).all(0) if len(sigmas) > 1 else torch.ones(x.shape[0], dtype=torch.bool)
+    one = torch.ones(x.shape[0], dtype=torch.bool)
+    rises = (lp[1:] >= lp[:-1]).all(0) if len(sigmas) > 1 else one
+    falls = (lp[1:] <= lp[:-1]).all(0) if len(sigmas) > 1 else one
     res = {"sigmas": sigmas, "logp": lp.tolist(), "mean": lp.mean(1).tolist(),
            "std": (lp.std(1) if lp.shape[1] > 1 else torch.zeros(len(sigmas))).tolist(),
            "mean_gain_per_sigma": (lp[-1] - lp[0]).mean().item() / (sigmas[-1] - sigmas[0]) if len(sigmas) > 1 else 0.0,
-           "monotone_fraction": float(rises.double().mean()), "n": int(x.shape[0]),
+           "monotone_fraction": float(rises.double().mean()), "falling_fraction": float(falls.double().mean()), "n": int(x.shape[0]),
            "settings": {"log_prob": settings(log_prob_kw)}}
     if out is not None:
         write_json(out, "blur.json", res)
@@ -71,7 +73,8 @@ def blur_curve(model, x: Tensor, sigmas=(0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0), l
         ax.plot(sigmas, lp.mean(1).numpy(), color="C3", lw=2.5, label="mean")
         ax.set_xlabel("Gaussian blur σ (pixels)")
         ax.set_ylabel("log p (nats)")
-        ax.set_title(f"{res['monotone_fraction']:.0%} of {lp.shape[1]} curves monotone", fontsize=9)
+        ax.set_title(f"of {lp.shape[1]} curves: {res['monotone_fraction']:.0%} never fall, "
+                     f"{res['falling_fraction']:.0%} never rise", fontsize=9)
         ax.legend(fontsize=8)
         save_figure(fig, out, "blur.png")
     return res
