@@ -9,12 +9,13 @@ import torch
 from torch import Tensor
 
 from .adapters import warn_if_guided
-from .dynamics import PFODE, ReverseSDE
+from ._checks import check_count
+from .dynamics import HDODE, PFODE, ReverseSDE
 from .evaluation import Divergence
-from .integrate import Samples, integrate_ode, integrate_sde, prepare
+from .integrate import ODE_SOLVERS, Samples, integrate_ode, integrate_sde, prepare
 from .tracking import TRACKERS
 
-__all__ = ["Samples", "sample_ode", "sample_sde"]
+__all__ = ["Samples", "sample_ode", "sample_sde", "sample_hd", "threshold_to_lam", "split_steps"]
 
 
 def _prior_logp(sch, x_T: Tensor, track: bool, prior):
@@ -55,3 +56,95 @@ def sample_sde(model, x_T: Tensor, steps: int = 1024, track_logp: bool = True, t
                          logp0=_prior_logp(sch, x_T, track_logp, prior), steps=None if grid is not None else steps,
                          grid=grid, tracker=tracker, generator=generator, dw=dw, callback=callback,
                          progress=progress, desc="sample_sde")
+
+
+# ------------------------------------------------------------------------------ high-density sampling (issue 8)
+THRESHOLD_KINDS = ("lam", "t", "sigma")
+FIRST_LEGS = ("ode", "sde")
+
+
+def threshold_to_lam(schedule, threshold, kind: str = "lam") -> float:
+    """A threshold given as λ, as the schedule's own time t (``schedule.time_to_lam``) or as the noise level σ
+    (σ(λ) is decreasing in λ: solved by bisection on ``schedule.alpha_sigma``) -> λ, checked against the range."""
+    if kind not in THRESHOLD_KINDS:
+        raise ValueError(f"threshold_kind={kind!r}; choose one of {THRESHOLD_KINDS}.")
+    if kind == "t":
+        lam = float(schedule.time_to_lam(torch.as_tensor(float(threshold), dtype=torch.float64)))
+    elif kind == "sigma":
+        target = float(threshold)
+        lo, hi = schedule.lambda_min, schedule.lambda_max
+        sig = lambda v: float(schedule.alpha_sigma(torch.tensor(v, dtype=torch.float64))[1])  # noqa: E731
+        if not sig(hi) - 1e-12 <= target <= sig(lo) + 1e-12:
+            raise ValueError(f"threshold σ={target:g} is outside this schedule's noise range "
+                             f"[{sig(hi):.4g}, {sig(lo):.4g}]; pass a σ inside it.")
+        for _ in range(200):  # bisection: σ decreases with λ
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if sig(mid) > target else (lo, mid)
+        lam = 0.5 * (lo + hi)
+    else:
+        lam = float(threshold)
+    schedule.check_lam(lam, "threshold (as λ)")
+    return min(max(lam, schedule.lambda_min), schedule.lambda_max)
+
+
+def split_steps(schedule, lam_thr: float, steps: int, reference_split: bool = False) -> tuple[int, int]:
+    """Steps of the two legs of Algorithm 1 in proportion to their λ lengths (at least one each where a leg has
+    length). ``reference_split=True`` swaps them, as the reference code's demo does (math.md §1.6)."""
+    check_count(steps, "steps")
+    lo, hi = schedule.lambda_min, schedule.lambda_max
+    if lam_thr <= lo:
+        return 0, int(steps)
+    if lam_thr >= hi:
+        return int(steps), 0
+    if steps < 2:
+        raise ValueError(f"steps={steps}: a threshold inside (λ_min, λ_max) needs at least 2 steps (one per leg).")
+    n1 = min(max(round(steps * (lam_thr - lo) / (hi - lo)), 1), int(steps) - 1)
+    n1, n2 = n1, int(steps) - n1
+    return (n2, n1) if reference_split else (n1, n2)
+
+
+def sample_hd(model, x_T: Tensor, threshold, steps: int = 1024, first: str = "ode",
+              generator: torch.Generator | None = None, *, track_logp: bool = False, divergence: str = "hutchinson",
+              n_probes: int = 1, solver: str = "euler", threshold_kind: str = "lam", tracker: str = "corrected",
+              reference_split: bool = False, rtol: float = 1e-5, atol: float = 1e-5, prior=None,
+              dw: Tensor | None = None, callback=None, progress=None) -> Samples:
+    """High-density sampling, Algorithm 1 of Karczewski et al. 2025a (math.md §1.6).
+
+    Leg 1 reaches the threshold λ_thr from λ_min by the PF-ODE (``first="ode"``, ``solver``) or the reverse SDE
+    (``first="sde"``, Euler–Maruyama; with ``track_logp`` its log p is tracked by Theorem 1 with the ``tracker``,
+    no divergence and no extra score evaluation per step); leg 2 is the high-density ODE dx/dλ = f x + g2 s from
+    λ_thr to λ_max (``solver``; its log p by math.md §1.4 with the ``divergence`` estimator). The threshold is a λ,
+    or the schedule's own time t or noise level σ (``threshold_kind``). ``steps`` are split in proportion to the
+    two λ-segments; the reference code swaps the two counts (``reference_split=True`` reproduces that). With
+    solver="dopri5" the ODE legs choose their own steps. ``dw`` fixes the SDE leg's Brownian increments; ``prior``
+    (default: the schedule's Gaussian) gives log p(x_T). ``nfe`` is the two legs' score evaluations summed.
+    """
+    if first not in FIRST_LEGS:
+        raise ValueError(f"first={first!r}; choose one of {FIRST_LEGS}.")
+    if solver not in ODE_SOLVERS:
+        raise ValueError(f"solver={solver!r}; choose one of {ODE_SOLVERS}.")
+    prepare(model, x_T)
+    if track_logp:
+        warn_if_guided(model)
+    sch = model.schedule
+    lam_thr = threshold_to_lam(sch, threshold, threshold_kind)
+    n1, n2 = split_steps(sch, lam_thr, steps, reference_split)
+    div = Divergence(divergence, n_probes=n_probes, generator=generator) if track_logp else None
+    adaptive = solver == "dopri5"
+    x, logp, nfe = x_T, _prior_logp(sch, x_T, track_logp, prior), 0
+    if n1:
+        if first == "ode":
+            leg = integrate_ode(model, PFODE(sch), x, sch.lambda_min, lam_thr, track=track_logp, logp0=logp,
+                                solver=solver, steps=None if adaptive else n1, divergence=div, rtol=rtol, atol=atol,
+                                generator=generator, callback=callback, progress=progress, desc="sample_hd: PF-ODE")
+        else:
+            leg = integrate_sde(model, ReverseSDE(sch), x, sch.lambda_min, lam_thr, track=track_logp, logp0=logp,
+                                steps=n1, tracker=tracker, generator=generator, dw=dw, callback=callback, progress=progress,
+                                desc="sample_hd: SDE")
+        x, logp, nfe = leg.x, leg.logp, nfe + leg.nfe
+    if n2:
+        leg = integrate_ode(model, HDODE(sch), x, lam_thr, sch.lambda_max, track=track_logp, logp0=logp,
+                            solver=solver, steps=None if adaptive else n2, divergence=div, rtol=rtol, atol=atol,
+                            generator=generator, callback=callback, progress=progress, desc="sample_hd: HD-ODE")
+        x, logp, nfe = leg.x, leg.logp, nfe + leg.nfe
+    return Samples(x, logp, nfe)
