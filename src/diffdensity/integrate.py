@@ -6,7 +6,7 @@ into an ODE leg; log_prob runs the PF-ODE leg downward). Each returns :class:`Sa
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ._checks import check_batch, check_count, check_state
 from .dynamics import Dynamics
-from .evaluation import Divergence
+from .evaluation import Divergence, Eval
 from .models import CountingModel
 from .solvers import odeint, odeint_adaptive, sdeint
 from .tracking import TRACKERS, AugmentedODE, AugmentedSDE
@@ -26,11 +26,13 @@ ODE_SOLVERS = ("euler", "heun", "dopri5")
 
 @dataclass
 class Samples:
-    """Samples ``x``, their tracked log-density ``logp`` (nats, None when not tracked) and the score NFE."""
+    """Samples ``x``, their tracked log-density ``logp`` (nats, None when not tracked) and the score NFE.
+    ``last``: a leg's evaluation at its end point when it made one (the next leg may reuse it; not iterated)."""
 
     x: Tensor
     logp: Tensor | None
     nfe: int
+    last: Eval | None = field(default=None, repr=False, compare=False)
 
     def __iter__(self):
         return iter((self.x, self.logp, self.nfe))
@@ -96,16 +98,20 @@ def _reporter(callback, bar, field, track, desc, fraction=False, lam0=0.0):
 def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float, *, track: bool = False,
                   logp0=None, solver: str = "euler", steps: int | None = None, grid=None,
                   divergence: str | Divergence | None = None, rtol: float = 1e-5, atol: float = 1e-5,
-                  max_steps: int = 10_000, generator=None, callback=None, progress=None, desc: str = "ode") -> Samples:
+                  max_steps: int = 10_000, generator=None, callback=None, progress=None, desc: str = "ode",
+                  first_eval: Eval | None = None) -> Samples:
     """Integrate an ODE dynamics from λ₀ to λ₁ (either direction) by ``solver`` ("euler", "heun" on ``steps`` or a
-    ``grid``; "dopri5" adaptive), tracking log p from ``logp0`` (default 0) by the §2.4 rule if ``track``."""
+    ``grid``; "dopri5" adaptive), tracking log p from ``logp0`` (default 0) by the §2.4 rule if ``track``.
+    ``first_eval``: an evaluation at (λ₀, x) made by a previous leg (``Samples.last``), reused for the first stage
+    when it holds what that stage needs (no score evaluation is repeated where legs meet)."""
     if solver not in ODE_SOLVERS:
         raise ValueError(f"solver={solver!r}; choose one of {ODE_SOLVERS}.")
     if dynamics.stochastic:
         raise ValueError(f"{type(dynamics).__name__} has noise; integrate it with integrate_sde.")
     m = prepare(model, x, "x")
     lam0, lam1 = float(lam0), float(lam1)
-    field = AugmentedODE(m, dynamics, track, Divergence.of(divergence, generator), 1 if lam1 >= lam0 else -1)
+    field = AugmentedODE(m, dynamics, track, Divergence.of(divergence, generator), 1 if lam1 >= lam0 else -1,
+                         first_eval=first_eval)
     y0 = _initial(x, track, logp0)
     with torch.no_grad():
         if solver == "dopri5":
@@ -123,17 +129,19 @@ def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
     if bar is not None:
         bar.close()
     check_state(desc, lam1, *sol.y)
-    return Samples(sol.y[0], sol.y[1] if track else None, m.nfe)
+    return Samples(sol.y[0], sol.y[1] if track else None, m.nfe, field.last)
 
 
 def integrate_sde(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float, *, track: bool = False,
                   logp0=None, steps: int | None = None, grid=None, tracker: str | None = None,
                   divergence: str | Divergence | None = None, generator=None, dw: Tensor | None = None,
-                  callback=None, progress=None, desc: str = "sde") -> Samples:
+                  callback=None, progress=None, desc: str = "sde", end_needs=frozenset()) -> Samples:
     """Integrate an SDE dynamics from λ₀ to λ₁ by Euler–Maruyama on ``steps`` or a ``grid``, tracking log p from
     ``logp0`` if ``track``. ``tracker``: "corrected" (math.md §1.2b; the default for a reverse SDE integrated upward,
     no extra score evaluation but one at the very end) or "em" (§2.4 by Euler–Maruyama, any dynamics).
-    Hutchinson probes named by a string are drawn afresh each step. ``dw`` fixes the Brownian increments."""
+    Hutchinson probes named by a string are drawn afresh each step. ``dw`` fixes the Brownian increments.
+    ``end_needs``: what the evaluation at λ₁ should also hold (e.g. {"lap"}) so that a next leg can reuse it as its
+    ``first_eval``: the corrected tracker's end evaluation then costs nothing extra over the whole chain."""
     if tracker is None:
         tracker = "corrected" if dynamics.reverse_sde and lam1 >= lam0 else "em"
     if tracker not in TRACKERS:
@@ -142,7 +150,7 @@ def integrate_sde(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
     lam0, lam1 = float(lam0), float(lam1)
     div = divergence if isinstance(divergence, Divergence) or divergence is None else \
         Divergence(divergence, generator=generator, fixed=False)
-    sde = AugmentedSDE(m, dynamics, track, tracker, div, 1 if lam1 >= lam0 else -1)
+    sde = AugmentedSDE(m, dynamics, track, tracker, div, 1 if lam1 >= lam0 else -1, end=(lam1, end_needs))
     g = _grid(dynamics.schedule, lam0, lam1, steps, grid)
     bar = _bar(progress, g.numel() - 1, desc)
     with torch.no_grad():
@@ -150,4 +158,7 @@ def integrate_sde(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
                      callback=_reporter(callback, bar, sde, track, desc))
     if bar is not None:
         bar.close()
-    return Samples(sol.y[0], sol.y[1] if track else None, m.nfe)
+    last = sde.last if sde.last is not None and float(sde.last.lam) == lam1 else None
+    if last is not None and not torch.equal(last.x, sol.y[0]):
+        last = None
+    return Samples(sol.y[0], sol.y[1] if track else None, m.nfe, last)

@@ -131,20 +131,23 @@ def sample_hd(model, x_T: Tensor, threshold, steps: int = 1024, first: str = "od
     n1, n2 = split_steps(sch, lam_thr, steps, reference_split)
     div = Divergence(divergence, n_probes=n_probes, generator=generator) if track_logp else None
     adaptive = solver == "dopri5"
-    x, logp, nfe = x_T, _prior_logp(sch, x_T, track_logp, prior), 0
+    x, logp, nfe, last = x_T, _prior_logp(sch, x_T, track_logp, prior), 0, None
     if n1:
         if first == "ode":
             leg = integrate_ode(model, PFODE(sch), x, sch.lambda_min, lam_thr, track=track_logp, logp0=logp,
                                 solver=solver, steps=None if adaptive else n1, divergence=div, rtol=rtol, atol=atol,
                                 generator=generator, callback=callback, progress=progress, desc="sample_hd: PF-ODE")
         else:
+            # the SDE leg's end evaluation (the corrected tracker makes one) also holds what the HD leg's first
+            # stage needs, and is handed over: the SDE leg costs no score evaluation beyond its steps
             leg = integrate_sde(model, ReverseSDE(sch), x, sch.lambda_min, lam_thr, track=track_logp, logp0=logp,
                                 steps=n1, tracker=tracker, generator=generator, dw=dw, callback=callback, progress=progress,
-                                desc="sample_hd: SDE")
-        x, logp, nfe = leg.x, leg.logp, nfe + leg.nfe
+                                desc="sample_hd: SDE", divergence=div, end_needs={"lap"} if track_logp else ())
+        x, logp, nfe, last = leg.x, leg.logp, nfe + leg.nfe, leg.last
     if n2:
         leg = integrate_ode(model, HDODE(sch), x, lam_thr, sch.lambda_max, track=track_logp, logp0=logp,
                             solver=solver, steps=None if adaptive else n2, divergence=div, rtol=rtol, atol=atol,
-                            generator=generator, callback=callback, progress=progress, desc="sample_hd: HD-ODE")
+                            generator=generator, callback=callback, progress=progress, desc="sample_hd: HD-ODE",
+                            first_eval=last)
         x, logp, nfe = leg.x, leg.logp, nfe + leg.nfe
     return Samples(x, logp, nfe)

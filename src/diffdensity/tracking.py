@@ -66,14 +66,25 @@ class AugmentedODE:
     evaluation, for callbacks."""
 
     def __init__(self, model, dynamics: Dynamics, track: bool, divergence: Divergence | None = None,
-                 direction: int = 1):
+                 direction: int = 1, first_eval: Eval | None = None):
         self.model, self.dyn, self.divergence = model, dynamics, divergence
         self.rule = LogDensityRule(dynamics, direction) if track else None
         self.last: Eval | None = None
+        self.first = first_eval
+
+    def _reuse(self, lam, x, needs) -> Eval | None:
+        """The previous leg's end evaluation, once, if it is at this (λ, x) and holds what is needed."""
+        ev, self.first = self.first, None
+        if ev is None or abs(float(ev.lam) - float(lam)) > 1e-12 or not torch.equal(ev.x, x):
+            return None
+        if ("lap" in needs and ev.lap is None) or ("hvp" in needs and ev.hvp is None):
+            return None
+        return ev
 
     def __call__(self, lam, y):
         x = y[0]
-        ev = self.last = evaluate(self.model, lam, x, _needs(self.dyn, self.rule, lam, x, None), self.divergence)
+        needs = _needs(self.dyn, self.rule, lam, x, None)
+        ev = self.last = self._reuse(lam, x, needs) or evaluate(self.model, lam, x, needs, self.divergence)
         check_state(f"{type(self.dyn).__name__} (model output)", lam, ev.s, ev.lap)
         ut = self.dyn.drift(ev)
         return (ut,) if self.rule is None else (ut, self.rule.rate(ev, ut, None))
@@ -88,7 +99,7 @@ class AugmentedSDE:
     """
 
     def __init__(self, model, dynamics: Dynamics, track: bool, tracker: str = "corrected",
-                 divergence: Divergence | None = None, direction: int = 1):
+                 divergence: Divergence | None = None, direction: int = 1, end=(None, frozenset())):
         if tracker not in TRACKERS:
             raise ValueError(f"tracker={tracker!r}; choose one of {TRACKERS}.")
         if track and tracker == "corrected" and not (dynamics.reverse_sde and direction > 0):
@@ -100,11 +111,15 @@ class AugmentedSDE:
         self.track = track
         self.uses_end_evaluation = self.corrected
         self.last: Eval | None = None
+        self.end_lam, self.end_needs = end
 
     def evaluate(self, lam, y):
         x = y[0]
         noise = self.dyn.noise(lam, x)
-        ev = self.last = evaluate(self.model, lam, x, _needs(self.dyn, self.rule, lam, x, noise), self.divergence)
+        needs = _needs(self.dyn, self.rule, lam, x, noise)
+        if self.end_lam is not None and float(lam) == float(self.end_lam):
+            needs = needs | frozenset(self.end_needs)
+        ev = self.last = evaluate(self.model, lam, x, needs, self.divergence)
         check_state(f"{type(self.dyn).__name__} (model output)", lam, ev.s, ev.lap)
         return ev, noise
 
