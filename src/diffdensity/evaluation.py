@@ -88,13 +88,14 @@ class Divergence:
         return cls(divergence, generator=generator)
 
     def _probes(self, x: Tensor) -> Tensor:
-        rows = self.rows
+        rows, gen = self.rows, self.generator
         if self.probes is None or not self.fixed:
-            if rows is not None and isinstance(self.generator, (list, tuple)):
-                gens = [self.generator[int(i)] for i in rows]
-                return make_probes(x, self.n_probes, self.probe, gens)
-            self.probes = make_probes(x, self.n_probes, self.probe, self.generator)
-            rows = None
+            if isinstance(gen, (list, tuple)) and rows is not None and len(gen) != x.shape[0]:
+                if self.fixed:  # held probes are drawn once for the whole batch
+                    raise ValueError("held Hutchinson probes must first be drawn on the whole batch.")
+                return make_probes(x, self.n_probes, self.probe, [gen[int(i)] for i in rows])
+            self.probes = make_probes(x, self.n_probes, self.probe, gen)
+            return self.probes
         probes = self.probes
         if rows is not None and probes.shape[1] != x.shape[0]:
             probes = probes[:, rows.to(probes.device)]

@@ -23,7 +23,7 @@ __all__ = ["Samples", "integrate_ode", "integrate_sde", "ODE_SOLVERS", "CONTROLS
 
 ODE_SOLVERS = ("euler", "heun", "dopri5")
 CONTROLS = ("example", "batch")
-DEFAULT_GRID = "natural"  # steps= without grid=: uniform in the schedule's natural time (measured: README)
+DEFAULT_GRID = "default"  # steps= without grid=: the schedule's default_grid (measured: README)
 
 
 @dataclass
@@ -118,14 +118,17 @@ def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
                   logp0=None, solver: str = "euler", steps: int | None = None, grid=None,
                   divergence: str | Divergence | None = None, rtol: float = 1e-5, atol: float = 1e-5,
                   max_steps: int = 10_000, generator=None, callback=None, progress=None, desc: str = "ode",
-                  time: str | None = None, control: str = "example") -> Samples:
+                  time: str | None = None, control: str = "batch") -> Samples:
     """Integrate an ODE dynamics from λ₀ to λ₁ (either direction) by ``solver`` ("euler", "heun" on ``steps`` or a
     ``grid``; "dopri5" adaptive), tracking log p from ``logp0`` (default 0) by the §2.4 rule if ``track``.
 
     ``grid``: a tensor of λ values or a kind of :meth:`Schedule.grid` ("lambda", "t", "sigma", "edm", "natural";
-    default :data:`DEFAULT_GRID`). ``time``: the variable the solver steps in ("lambda", "t", "sigma", "log_sigma";
-    default the schedule's ``natural_time``), λ staying the language of grids and callbacks. ``control``: dopri5's
-    error control per example ("example": results independent of the batch) or shared ("batch", torchdiffeq)."""
+    default the schedule's ``default_grid``). ``time``: the variable the solver steps in ("lambda", "t", "sigma",
+    "log_sigma", "natural": the schedule's ``natural_time``; default λ for dopri5 (log_prob and sample_ode pass
+    "natural", measured for the PF-ODE), the schedule's ``fixed_time`` for Euler/Heun),
+    λ staying the language of grids and callbacks. ``control``: dopri5's error control shared by the batch
+    ("batch", torchdiffeq: its RMS error norm over the batch takes the fewest NFE) or per example ("example":
+    hand-written, an example's result does not depend on its batch-mates)."""
     if solver not in ODE_SOLVERS:
         raise ValueError(f"solver={solver!r}; choose one of {ODE_SOLVERS}.")
     if control not in CONTROLS:
@@ -135,7 +138,7 @@ def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
     m = prepare(model, x, "x")
     lam0, lam1 = float(lam0), float(lam1)
     sch = dynamics.schedule
-    tv = sch.time_variable(time)
+    tv = sch.time_variable(("lambda" if solver == "dopri5" else sch.fixed_time) if time is None else time)
     lo, hi = min(lam0, lam1), max(lam0, lam1)
     field = AugmentedODE(m, dynamics, track, Divergence.of(divergence, generator), 1 if lam1 >= lam0 else -1)
     y0 = _initial(x, track, logp0)
