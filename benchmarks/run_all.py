@@ -4,14 +4,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["digits_baselines.py", "train_throughput.py", "logdensity.py"]
+SCRIPTS = ["digits_baselines.py", "train_throughput.py", "logdensity.py", "peers.py", "integration.py"]
 
 if __name__ == "__main__":
     quick = [a for a in sys.argv[1:] if a == "--quick"]
     failed = []
     for name in SCRIPTS:
         print(f"\n######## {name}", flush=True)
-        args = [sys.executable, str(HERE / name)] + (quick if name == "logdensity.py" else [])
+        args = [sys.executable, str(HERE / name)] + (quick if name in ("logdensity.py", "peers.py", "integration.py") else [])
         if subprocess.call(args) != 0:
             failed.append(name)
     if failed:
