@@ -32,6 +32,7 @@ demo: $(STAMP)
 	$(VENV)/bin/diffdensity demo --out demo_out
 
 bench: $(STAMP)
+	$(PY) -m pip install -q --no-deps k-diffusion flow_matching torchsde trampoline  # the `bench` extra, torch untouched
 	$(PY) benchmarks/run_all.py
 
 bench-record: $(STAMP)

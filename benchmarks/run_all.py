@@ -12,7 +12,7 @@ if __name__ == "__main__":
     failed = []
     for name in SCRIPTS:
         print(f"\n######## {name}", flush=True)
-        args = [sys.executable, str(HERE / name)] + (quick if name == "logdensity.py" else [])
+        args = [sys.executable, str(HERE / name)] + (quick if name in ("logdensity.py", "peers.py", "integration.py") else [])
         if subprocess.call(args) != 0:
             failed.append(name)
     if failed:

@@ -174,3 +174,17 @@ def test_two_processes_through_accelerate_give_one_process_values(tmp_path):
     b = np.load(tmp_path / "two" / "per_example.npz")
     assert list(b["index"]) == list(range(18))
     assert np.array_equal(a["bits_per_dim"], b["bits_per_dim"])  # dopri5 + Hutchinson: the same batches, seeds
+
+
+def test_an_example_is_the_same_alone_and_in_a_batch_of_64_with_dopri5_and_hutchinson():
+    """Issue 12 item 7: per-example step-size control and per-example probes, so batch-mates change nothing."""
+    gm = make_mixture(4, seed=2)
+    m = gm.diffused(dd.VP())
+    x = uint8_data(gm, 64)
+    kw = dict(solver="dopri5", divergence="hutchinson", n_probes=2, seed=3, progress=False, rtol=1e-5, atol=1e-5)
+    batch = dd.evaluate_bits_per_dim(m, x, batch_size=64, **kw)["per_example"]
+    singles = dd.evaluate_bits_per_dim(m, x, batch_size=1, limit=6, **kw)["per_example"]
+    assert np.abs(singles - batch[:6]).max() < 1e-5  # float32 round-off only, below the solver tolerance
+    shared = dd.evaluate_bits_per_dim(m, x, batch_size=64, control="batch", **kw)["per_example"]
+    alone = dd.evaluate_bits_per_dim(m, x, batch_size=1, limit=6, control="batch", **kw)["per_example"]
+    assert np.abs(alone - shared[:6]).max() > 1e-5  # the test can fail: a shared control depends on the batch

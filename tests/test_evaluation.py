@@ -59,3 +59,31 @@ def test_evaluate_errors():
         evaluate(m, 0.0, x, {"jacobian"})
     with pytest.raises(ValueError, match="n_probes"):
         make_probes(x, 0)
+
+
+def test_exact_and_hutchinson_on_a_diffusers_unet_with_attention():
+    """Issue 12 item 6: vmap fails inside diffusers' attention ("NYI: querying is_contiguous inside of vmap");
+    the divergence falls back to one VJP per vector and stays exact."""
+    pytest.importorskip("diffusers")
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=4, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4, attention_head_dim=4)
+    m = dd.from_diffusers(unet, DDPMScheduler(num_train_timesteps=100))
+    x = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    lam = 0.0
+    jac = torch.stack([torch.autograd.functional.jacobian(lambda y: m.score(y[None], lam)[0], x[i]).reshape(16, 16)
+                       for i in range(3)])  # the full Jacobian, sample by sample: the reference
+    exact = Divergence("exact")
+    ev = evaluate(m, lam, x, {"lap"}, exact)
+    assert (ev.lap - jac.diagonal(dim1=1, dim2=2).sum(1)).abs().max() < 1e-4 * jac.abs().max() * 16
+    hutch = Divergence("hutchinson", n_probes=4, generator=torch.Generator().manual_seed(1))
+    h = evaluate(m, lam, x, {"lap"}, hutch).lap
+    v = hutch.probes.reshape(4, 3, 16)
+    quad = torch.einsum("pbi,bij,pbj->pb", v, jac, v)  # vᵀJv per probe: the same estimate, term by term
+    assert (h - quad.mean(0)).abs().max() < 1e-4 * quad.abs().max()
+    se = quad.std(0) / 2  # and Hutchinson agrees with the exact trace within its standard error
+    assert ((h - ev.lap).abs() <= 4 * se + 1e-6).all()
+    assert (evaluate(m, lam, x, {"lap", "hvp"}, Divergence("exact")).lap - ev.lap).abs().max() < 1e-4

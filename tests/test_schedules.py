@@ -103,3 +103,33 @@ def test_bad_input_errors():
         s.prior_log_prob(torch.tensor([[float("nan")]]))
     with pytest.raises(ValueError, match="steps"):
         s.grid(0)
+
+
+@pytest.mark.parametrize("name", list(SCHEDULES))
+@pytest.mark.parametrize("var", ["lambda", "t", "sigma", "log_sigma"])
+def test_time_variables_invert_and_differentiate(name, var):
+    s = SCHEDULES[name]()
+    tv = s.time_variable(var)
+    lam = lam_grid(s, 41)
+    tau = tv.to_tau(lam)
+    assert (tv.to_lam(tau) - lam).abs().max() < 1e-8
+    d = autograd_derivative(tv.to_lam, tau)
+    assert torch.allclose(tv.dlam_dtau(tau), d, rtol=1e-8, atol=1e-10)
+    assert s.time_variable("natural").name == s.time_variable(None).name == s.natural_time
+
+
+@pytest.mark.parametrize("kind", ["lambda", "t", "sigma", "edm", "natural"])
+def test_grid_kinds(schedule, kind):
+    g = schedule.grid(10, dtype=torch.float64, kind=kind)
+    assert g.numel() == 11 and g[0] == schedule.lambda_min and g[-1] == schedule.lambda_max
+    assert (g[1:] > g[:-1]).all()
+    down = schedule.grid(10, schedule.lambda_max, -1.0, dtype=torch.float64, kind=kind)
+    assert down[0] == schedule.lambda_max and down[-1] == -1.0 and (down[1:] < down[:-1]).all()
+    if kind == "edm":  # Karras et al. Eq. 5 in σ̃ = exp(−λ/2), ρ = 7
+        r = torch.exp(-g / 14)
+        assert torch.allclose(r[1:] - r[:-1], (r[1] - r[0]).expand(10), rtol=1e-9)
+    if kind == "sigma":
+        sig = schedule.alpha_sigma(g)[1]
+        assert torch.allclose(sig[1:] - sig[:-1], (sig[1] - sig[0]).expand(10), rtol=1e-8)
+    with pytest.raises(ValueError, match="grid"):
+        schedule.grid(10, kind="cosine")

@@ -148,3 +148,25 @@ def test_grid_and_method_errors():
         sdeint(GBM(), y0, torch.linspace(0, 1, 5), dw=torch.zeros(3, 1))
     with pytest.raises(ValueError, match="tolerances"):
         odeint_adaptive(f, y0, 0.0, 1.0, rtol=0.0)
+
+
+def test_dopri5_per_example_control_matches_a_solo_solve_and_the_exact_solution():
+    from diffdensity.solvers import odeint_dopri5
+
+    # dy/dt = -k y with a different stiffness per example: exact y = exp(-k t)
+    k = torch.tensor([0.5, 3.0, 20.0, 1.0], dtype=torch.float64)
+
+    def f(t, y, rows):
+        return (-k[rows] * y[0],)
+
+    y0 = (torch.ones(4, dtype=torch.float64),)
+    sol = odeint_dopri5(f, y0, 0.0, 1.0, rtol=1e-8, atol=1e-8)
+    assert (sol.y[0] - torch.exp(-k)).abs().max() < 1e-7
+    for i in range(4):  # each example alone: the same steps, the same result to round-off
+        solo = odeint_dopri5(lambda t, y, rows: (-k[i] * y[0],), (torch.ones(1, dtype=torch.float64),), 0.0, 1.0,
+                             rtol=1e-8, atol=1e-8)
+        assert abs(float(solo.y[0][0] - sol.y[0][i])) < 1e-14
+    back = odeint_dopri5(f, sol.y, 1.0, 0.0, rtol=1e-8, atol=1e-8)  # and backward (k = 20 amplifies by e^20)
+    assert (back.y[0][[0, 1, 3]] - 1).abs().max() < 1e-6
+    with pytest.raises(RuntimeError, match="max_steps"):
+        odeint_dopri5(f, y0, 0.0, 1.0, rtol=1e-8, atol=1e-8, max_steps=3)

@@ -8,10 +8,11 @@ Layout of ``out`` (all files written atomically, so an interruption leaves only 
     out/summary.json           mean, sem, n, solver settings, NFE, time, model
 
 Batch b always holds examples [b·B, (b+1)·B) and processes take whole batches round-robin (b mod P), so a batch
-is computed with the same batch-mates whichever process runs it — dopri5's step-size control is shared across a
-batch, so this is what makes several processes give exactly one process's numbers. The dequantization noise of
-example i, repeat r is drawn from its own generator seeded by (seed, i, r); Hutchinson probes come from a
-generator seeded by (seed, batch, repeat) (``log_prob`` draws one probe tensor per call).
+is computed with the same batch-mates whichever process runs it (with ``control="batch"`` dopri5 shares its
+step-size control across a batch, and this is what makes several processes give exactly one process's numbers). The dequantization noise of
+example i, repeat r is drawn from its own generator seeded by (seed, i, r), and so are its Hutchinson probes (seed,
+probe stream, i, r); dopri5 controls each example's steps on its own, so an example's value does not depend on its
+batch-mates or on ``batch_size`` (to round-off).
 """
 from __future__ import annotations
 
@@ -140,6 +141,8 @@ def evaluate_bits_per_dim(model, dataset, *, batch_size: int = 64, levels: int |
     if device is not None and hasattr(model, "to"):
         model = model.to(device)
     solver_kw = dict(solver=solver, steps=steps, divergence=divergence, n_probes=n_probes, rtol=rtol, atol=atol)
+    if solver == "dopri5":  # per-example error control: an example's value does not depend on its batch
+        solver_kw["control"] = log_prob_kw.pop("control", "example")
     settings = {"model": _describe(model, model_name), "n": n, "batch_size": batch_size, "levels": levels,
                 "repeats": reps, "dequantize": dequantize, "seed": seed, **solver_kw,
                 **{k: (v if isinstance(v, (int, float, str, bool, type(None))) else repr(v))
@@ -208,7 +211,7 @@ def evaluate_bits_per_dim(model, dataset, *, batch_size: int = 64, levels: int |
         "batches": n_batches,
         "batches_computed": int(sum(g[2] for g in gathered)),
         "batches_resumed": int(sum(g[3] for g in gathered)),
-        "probe_seeding": "per-batch (seed, batch, repeat)",
+        "probe_seeding": "per-example (seed, example, repeat)",
     }
     if out is not None and state.is_main_process:
         _write_npz(out / "per_example.npz", index=index, bits_per_dim=bpd, bits_per_dim_repeats=bpd_rep)
@@ -238,7 +241,7 @@ def _evaluate_batch(model, x: Tensor, idx: range, b: int, seed: int, levels, rep
                              for i in idx]).to(xf.device)
         else:
             u = 0.0
-        g = torch.Generator(device=xf.device).manual_seed(example_seed(seed, _PROBE, b, r))
+        g = [torch.Generator(device=xf.device).manual_seed(example_seed(seed, _PROBE, i, r)) for i in idx]
         counter = CountingModel(model)
         v = bits_per_dim(counter, xf + u, levels=levels, dequantize="none", generator=g, progress=False, **solver_kw)
         vals.append(v.detach().double().cpu().numpy())

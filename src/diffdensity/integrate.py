@@ -12,16 +12,18 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._checks import check_batch, check_count, check_state
+from ._checks import bcast, check_batch, check_count, check_state
 from .dynamics import Dynamics
 from .evaluation import Divergence, Eval
 from .models import CountingModel
-from .solvers import odeint, odeint_adaptive, sdeint
+from .solvers import odeint, odeint_adaptive, odeint_dopri5, sdeint
 from .tracking import TRACKERS, AugmentedODE, AugmentedSDE
 
-__all__ = ["Samples", "integrate_ode", "integrate_sde", "ODE_SOLVERS", "prepare"]
+__all__ = ["Samples", "integrate_ode", "integrate_sde", "ODE_SOLVERS", "CONTROLS", "DEFAULT_GRID", "prepare"]
 
 ODE_SOLVERS = ("euler", "heun", "dopri5")
+CONTROLS = ("example", "batch")
+DEFAULT_GRID = "default"  # steps= without grid=: the schedule's default_grid (measured: README)
 
 
 @dataclass
@@ -56,14 +58,14 @@ def _bar(progress, total, desc):
     return tqdm(total=total, desc=desc, leave=False, disable=None if progress is None else False)
 
 
-def _grid(schedule, lam0, lam1, steps, grid) -> Tensor:
+def _grid(schedule, lam0, lam1, steps, grid, default: str = DEFAULT_GRID) -> Tensor:
     schedule.check_lam(lam0, "lam0")
     schedule.check_lam(lam1, "lam1")
-    if grid is None:
+    if grid is None or isinstance(grid, str):
         if steps is None:
             raise ValueError("a fixed-step solver needs steps (a positive integer) or a grid of λ values.")
         check_count(steps, "steps")
-        return schedule.grid(int(steps), lam0, lam1, dtype=torch.float64)
+        return schedule.grid(int(steps), lam0, lam1, dtype=torch.float64, kind=grid or default)
     grid = torch.as_tensor(grid, dtype=torch.float64).reshape(-1)
     if grid.numel() < 2 or abs(float(grid[0]) - lam0) > 1e-9 or abs(float(grid[-1]) - lam1) > 1e-9:
         raise ValueError(f"grid must run from lam0={lam0:g} to lam1={lam1:g}; got {grid.numel()} values "
@@ -95,37 +97,90 @@ def _reporter(callback, bar, field, track, desc, fraction=False, lam0=0.0):
     return report
 
 
+class _InTime:
+    """The augmented field in the integration variable τ (change of variables, math.md §0.1):
+    dy/dτ = F(λ(τ), y) · dλ/dτ for the state and the log-density rate alike. ``lam_at`` maps τ to λ."""
+
+    def __init__(self, field, tv, lo: float, hi: float, lam_at=None):
+        self.field, self.tv, self.lo, self.hi, self.lam_at = field, tv, lo, hi, lam_at
+
+    def __call__(self, tau, y, rows=None):
+        div = getattr(self.field, "divergence", None)
+        if div is not None:
+            div.rows = rows  # the batch rows being evaluated (per-example dopri5 evaluates only running ones)
+        if isinstance(tau, Tensor) and tau.ndim == 1:  # per-example τ
+            lam = self.tv.to_lam(tau).clamp(self.lo, self.hi).to(y[0].dtype)
+            jac = self.tv.dlam_dtau(tau).to(y[0].dtype)
+        else:
+            tau = float(tau)
+            lam = self.lam_at(tau) if self.lam_at is not None else None
+            if lam is None:
+                lam = float(self.tv.to_lam(torch.tensor(tau, dtype=torch.float64)).clamp(self.lo, self.hi))
+            jac = float(self.tv.dlam_dtau(torch.tensor(tau, dtype=torch.float64)))
+        dy = self.field(lam, y)
+        if self.tv.name == "lambda":
+            return dy
+        return tuple(v * (bcast(jac, v) if isinstance(jac, Tensor) else jac) for v in dy)
+
+
 def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float, *, track: bool = False,
                   logp0=None, solver: str = "euler", steps: int | None = None, grid=None,
                   divergence: str | Divergence | None = None, rtol: float = 1e-5, atol: float = 1e-5,
                   max_steps: int = 10_000, generator=None, callback=None, progress=None, desc: str = "ode",
-                  first_eval: Eval | None = None) -> Samples:
+                  time: str | None = None, control: str = "batch", first_eval: Eval | None = None) -> Samples:
     """Integrate an ODE dynamics from λ₀ to λ₁ (either direction) by ``solver`` ("euler", "heun" on ``steps`` or a
     ``grid``; "dopri5" adaptive), tracking log p from ``logp0`` (default 0) by the §2.4 rule if ``track``.
+
+    ``grid``: a tensor of λ values or a kind of :meth:`Schedule.grid` ("lambda", "t", "sigma", "edm", "natural";
+    default the schedule's ``default_grid``). ``time``: the variable the solver steps in ("lambda", "t", "sigma",
+    "log_sigma", "natural": the schedule's ``natural_time``; default λ for dopri5 (log_prob and sample_ode pass
+    "natural", measured for the PF-ODE), the schedule's ``fixed_time`` for Euler/Heun),
+    λ staying the language of grids and callbacks. ``control``: dopri5's error control shared by the batch
+    ("batch", torchdiffeq: its RMS error norm over the batch takes the fewest NFE) or per example ("example":
+    hand-written, an example's result does not depend on its batch-mates).
     ``first_eval``: an evaluation at (λ₀, x) made by a previous leg (``Samples.last``), reused for the first stage
     when it holds what that stage needs (no score evaluation is repeated where legs meet)."""
     if solver not in ODE_SOLVERS:
         raise ValueError(f"solver={solver!r}; choose one of {ODE_SOLVERS}.")
+    if control not in CONTROLS:
+        raise ValueError(f"control={control!r}; choose one of {CONTROLS}.")
     if dynamics.stochastic:
         raise ValueError(f"{type(dynamics).__name__} has noise; integrate it with integrate_sde.")
     m = prepare(model, x, "x")
     lam0, lam1 = float(lam0), float(lam1)
+    sch = dynamics.schedule
+    tv = sch.time_variable(("lambda" if solver == "dopri5" else sch.fixed_time) if time is None else time)
+    lo, hi = min(lam0, lam1), max(lam0, lam1)
     field = AugmentedODE(m, dynamics, track, Divergence.of(divergence, generator), 1 if lam1 >= lam0 else -1,
                          first_eval=first_eval)
     y0 = _initial(x, track, logp0)
     with torch.no_grad():
         if solver == "dopri5":
-            if steps is not None or grid is not None:
+            if steps is not None or (grid is not None and not isinstance(grid, str)):
                 raise ValueError("solver='dopri5' chooses its own steps (rtol/atol); steps/grid are for 'euler'/'heun'.")
-            dynamics.schedule.check_lam(lam0, "lam0")
-            dynamics.schedule.check_lam(lam1, "lam1")
+            sch.check_lam(lam0, "lam0")
+            sch.check_lam(lam1, "lam1")
+            t0, t1 = (float(v) for v in tv.to_tau(torch.tensor([lam0, lam1], dtype=torch.float64)))
             bar = _bar(progress, round(abs(lam1 - lam0), 6), desc)
-            sol = odeint_adaptive(field, y0, lam0, lam1, rtol=rtol, atol=atol, max_steps=max_steps,
-                                  on_accept=_reporter(callback, bar, field, track, desc, True, lam0))
+            report = _reporter(callback, bar, field, track, desc, True, lam0)
+            func = _InTime(field, tv, lo, hi)
+            if control == "example":
+                def on_step(i, tau, y):
+                    lam = tv.to_lam(tau).clamp(lo, hi)
+                    report(i, lam0 + (1 if lam1 >= lam0 else -1) * float((lam - lam0).abs().min()), y)
+                sol = odeint_dopri5(func, y0, t0, t1, rtol=rtol, atol=atol, max_steps=max_steps, on_step=on_step)
+            else:
+                def on_accept(i, tau, y, *_):
+                    report(i, float(tv.to_lam(torch.tensor(tau, dtype=torch.float64)).clamp(lo, hi)), y)
+                sol = odeint_adaptive(func, y0, t0, t1, rtol=rtol, atol=atol, max_steps=max_steps, on_accept=on_accept)
         else:
-            g = _grid(dynamics.schedule, lam0, lam1, steps, grid)
+            g = _grid(sch, lam0, lam1, steps, grid)
             bar = _bar(progress, g.numel() - 1, desc)
-            sol = odeint(field, y0, g, method=solver, callback=_reporter(callback, bar, field, track, desc))
+            report = _reporter(callback, bar, field, track, desc)
+            taus = tv.to_tau(g)
+            lams = dict(zip(taus.tolist(), g.tolist()))  # grid nodes map back to their exact λ
+            func = _InTime(field, tv, lo, hi, lams.get)
+            sol = odeint(func, y0, taus, method=solver, callback=lambda i, tau, y: report(i, float(g[i + 1]), y))
     if bar is not None:
         bar.close()
     check_state(desc, lam1, *sol.y)
@@ -141,7 +196,8 @@ def integrate_sde(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
     no extra score evaluation but one at the very end) or "em" (§2.4 by Euler–Maruyama, any dynamics).
     Hutchinson probes named by a string are drawn afresh each step. ``dw`` fixes the Brownian increments.
     ``end_needs``: what the evaluation at λ₁ should also hold (e.g. {"lap"}) so that a next leg can reuse it as its
-    ``first_eval``: the corrected tracker's end evaluation then costs nothing extra over the whole chain."""
+    ``first_eval``: the corrected tracker's end evaluation then costs nothing extra over the whole chain.
+    ``grid``: λ values or a kind of :meth:`Schedule.grid` (the SDE is stepped in λ)."""
     if tracker is None:
         tracker = "corrected" if dynamics.reverse_sde and lam1 >= lam0 else "em"
     if tracker not in TRACKERS:
@@ -151,7 +207,7 @@ def integrate_sde(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
     div = divergence if isinstance(divergence, Divergence) or divergence is None else \
         Divergence(divergence, generator=generator, fixed=False)
     sde = AugmentedSDE(m, dynamics, track, tracker, div, 1 if lam1 >= lam0 else -1, end=(lam1, end_needs))
-    g = _grid(dynamics.schedule, lam0, lam1, steps, grid)
+    g = _grid(dynamics.schedule, lam0, lam1, steps, grid, "lambda")
     bar = _bar(progress, g.numel() - 1, desc)
     with torch.no_grad():
         sol = sdeint(sde, _initial(x, track, logp0), g, generator=generator, dw=dw,

@@ -25,19 +25,21 @@ def _prior_logp(sch, x_T: Tensor, track: bool, prior):
 def sample_ode(model, x_T: Tensor, steps: int | None = None, solver: str = "euler", track_logp: bool = False,
                divergence: str = "hutchinson", generator: torch.Generator | None = None, *, rtol: float = 1e-5,
                atol: float = 1e-5, n_probes: int = 1, prior=None, grid=None, callback=None,
-               progress=None) -> Samples:
+               progress=None, time: str | None = "natural") -> Samples:
     """PF-ODE from noise to data; with ``track_logp`` the instantaneous change of variables (Eq. 3 of
     Karczewski et al. 2025a, math.md §1.1) from ``prior(x_T)`` (default: the schedule's Gaussian prior).
-    ``steps`` (default 256) is for the fixed-step solvers; "dopri5" chooses its own (giving both is an error)."""
+    ``steps`` (default 256) is for the fixed-step solvers on ``grid`` (λ values, or a kind: "lambda", "t", "sigma",
+    "edm", "natural"; default the schedule's ``default_grid``); "dopri5" chooses its own (giving both is an error).
+    ``time``: integration variable."""
     prepare(model, x_T)
     sch = model.schedule
     div = Divergence(divergence, n_probes=n_probes, generator=generator) if track_logp else None
-    if steps is None and grid is None and solver != "dopri5":
+    if steps is None and (grid is None or isinstance(grid, str)) and solver != "dopri5":
         steps = 256
     return integrate_ode(model, PFODE(sch), x_T, sch.lambda_min, sch.lambda_max, track=track_logp,
                          logp0=_prior_logp(sch, x_T, track_logp, prior), solver=solver,
-                         steps=steps, grid=grid, divergence=div, rtol=rtol,
-                         atol=atol, callback=callback, progress=progress, desc="sample_ode")
+                         steps=steps, grid=grid, divergence=div, rtol=rtol, atol=atol, callback=callback,
+                         progress=progress, desc="sample_ode", time=time)
 
 
 def sample_sde(model, x_T: Tensor, steps: int = 1024, track_logp: bool = True, tracker: str = "corrected",
@@ -45,7 +47,8 @@ def sample_sde(model, x_T: Tensor, steps: int = 1024, track_logp: bool = True, t
                callback=None, progress=None) -> Samples:
     """Reverse SDE from noise to data by Euler–Maruyama, with log p tracked at no extra score evaluation
     (Theorem 1 of Karczewski et al. 2025a). ``tracker="corrected"`` (default) is math.md §1.2b; ``"em"`` is
-    the reference code's plain Euler–Maruyama on the augmented SDE. ``dw`` fixes the Brownian increments."""
+    the reference code's plain Euler–Maruyama on the augmented SDE. ``dw`` fixes the Brownian increments.
+    ``grid``: λ values (e.g. a model's own discrete timesteps) or a kind ("lambda" default, "t", "sigma", "edm")."""
     if tracker not in TRACKERS:
         raise ValueError(f"tracker={tracker!r}; choose one of {TRACKERS}.")
     prepare(model, x_T)
@@ -53,7 +56,8 @@ def sample_sde(model, x_T: Tensor, steps: int = 1024, track_logp: bool = True, t
         warn_if_guided(model)
     sch = model.schedule
     return integrate_sde(model, ReverseSDE(sch), x_T, sch.lambda_min, sch.lambda_max, track=track_logp,
-                         logp0=_prior_logp(sch, x_T, track_logp, prior), steps=None if grid is not None else steps,
+                         logp0=_prior_logp(sch, x_T, track_logp, prior),
+                         steps=steps if grid is None or isinstance(grid, str) else None,
                          grid=grid, tracker=tracker, generator=generator, dw=dw, callback=callback,
                          progress=progress, desc="sample_sde")
 

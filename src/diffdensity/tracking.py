@@ -75,7 +75,7 @@ class AugmentedODE:
     def _reuse(self, lam, x, needs) -> Eval | None:
         """The previous leg's end evaluation, once, if it is at this (λ, x) and holds what is needed."""
         ev, self.first = self.first, None
-        if ev is None or abs(float(ev.lam) - float(lam)) > 1e-12 or not torch.equal(ev.x, x):
+        if ev is None or abs(float(ev.lam) - float(lam)) > 1e-9 * (1 + abs(float(lam))) or not torch.equal(ev.x, x):
             return None
         if ("lap" in needs and ev.lap is None) or ("hvp" in needs and ev.hvp is None):
             return None

@@ -5,6 +5,6 @@ States are tuples of tensors (the sample plus per-sample scalars such as a log-d
 """
 from .fixed import Solution, odeint, ODE_METHODS
 from .sde import sdeint, brownian_increments
-from .adaptive import odeint_adaptive
+from .adaptive import odeint_adaptive, odeint_dopri5
 
-__all__ = ["Solution", "odeint", "ODE_METHODS", "sdeint", "brownian_increments", "odeint_adaptive"]
+__all__ = ["Solution", "odeint", "ODE_METHODS", "sdeint", "brownian_increments", "odeint_adaptive", "odeint_dopri5"]

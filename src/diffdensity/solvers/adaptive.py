@@ -75,3 +75,138 @@ def odeint_adaptive(func, y0, lam0: float, lam1: float, rtol: float = 1e-5, atol
             ) from None
         raise RuntimeError(f"{method} failed at λ ≈ {reached[0]:.6g} of [{lam0:g} → {lam1:g}]: {msg[:300]}") from None
     return Solution(tuple(v[-1] for v in ys), field.n, [], field.steps)
+
+
+# --- Dormand–Prince 5(4) with per-example step-size control -------------------------------------------------------
+# Written by hand because torchdiffeq (and diffrax, torchode aside) controls one step size for the whole batch, so an
+# example's result depends on its batch-mates (issue 12 item 7). Here every example has its own τ, step size and
+# error test; only the examples still running are evaluated, on their own τ (the model takes per-sample λ).
+# Tableau: Dormand & Prince (1980); controller and initial step as torchdiffeq's (Hairer, Nørsett & Wanner II.4).
+_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
+_A = ((),
+      (1 / 5,),
+      (3 / 40, 9 / 40),
+      (44 / 45, -56 / 15, 32 / 9),
+      (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+      (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+      (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84))
+_B5 = _A[6] + (0.0,)
+_B4 = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40)
+_E = tuple(a - b for a, b in zip(_B5, _B4))
+_SAFETY, _IFACTOR, _DFACTOR, _ORDER = 0.9, 10.0, 0.2, 5
+
+
+def _col(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.to(like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def _comb(y, h, ks, coefs):
+    """y + h Σ c_j k_j per example (h: (n,) float64)."""
+    out = []
+    for i, v in enumerate(y):
+        acc = None
+        for c, k in zip(coefs, ks):
+            if c != 0.0:
+                acc = c * k[i] if acc is None else acc + c * k[i]
+        out.append(v if acc is None else v + _col(h, v) * acc)
+    return tuple(out)
+
+
+def _norm(y, scale_y0, scale_y1, rtol, atol, err):
+    """Per-example mixed norm (torchdiffeq's): max over state components of the RMS of err / (atol + rtol max|y|)."""
+    r = None
+    for e, a, b in zip(err, scale_y0, scale_y1):
+        sc = atol + rtol * torch.maximum(a.abs(), b.abs())
+        q = (e / sc).reshape(e.shape[0], -1).pow(2).mean(1).sqrt().double()
+        r = q if r is None else torch.maximum(r, q)
+    return r
+
+
+def odeint_dopri5(func, y0, t0: float, t1: float, rtol: float = 1e-5, atol: float = 1e-5,
+                  max_steps: int = 10_000, on_step=None) -> Solution:
+    """Dormand–Prince 5(4) from τ = t0 to t1 with one step size and error control per example.
+
+    ``func(tau, y, idx) -> dy/dτ``: ``tau`` a (n,) float64 tensor of the active examples' τ, ``y`` their states,
+    ``idx`` their rows in the batch. ``max_steps`` caps each example's attempted steps. ``on_step(i, tau, y)`` runs
+    after every round with the whole batch's τ (B,) and state. An example's result does not depend on the batch.
+    """
+    if not (rtol > 0 and atol > 0):
+        raise ValueError(f"rtol={rtol}, atol={atol}: tolerances must be positive.")
+    if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:
+        raise ValueError(f"max_steps={max_steps!r}: need a positive integer.")
+    y = tuple(v.clone() for v in as_tuple(y0))
+    B, dev = y[0].shape[0], y[0].device
+    sgn = 1.0 if t1 >= t0 else -1.0
+    span = abs(t1 - t0)
+    tau = torch.full((B,), float(t0), dtype=torch.float64, device=dev)
+    idx = torch.arange(B, device=dev)
+    nfe = 0
+
+    def f(t, yy, ii):
+        nonlocal nfe
+        nfe += 1
+        return as_tuple(func(t, yy, ii))
+
+    # initial step (Hairer's rule, per example), as torchdiffeq's _select_initial_step
+    k1 = f(tau, y, idx)
+    scale = [atol + rtol * v.abs() for v in y]
+    d0 = _rms(y, scale)
+    d1 = _rms(k1, scale)
+    h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1).clamp(max=span)
+    yh = _comb(y, sgn * h0, (k1,), (1.0,))
+    kh = f(tau + sgn * h0, yh, idx)
+    d2 = _rms(tuple(b - a for a, b in zip(k1, kh)), scale) / h0
+    dm = torch.maximum(d1, d2)
+    h1 = torch.where(dm <= 1e-15, torch.clamp(h0 * 1e-3, min=1e-6), (0.01 / dm) ** (1.0 / _ORDER))
+    h = torch.minimum(100 * h0, h1)
+
+    attempts = torch.zeros(B, dtype=torch.long, device=dev)
+    active = torch.ones(B, dtype=torch.bool, device=dev)
+    rounds = 0
+    while bool(active.any()):
+        a = active.nonzero().reshape(-1)
+        ya = tuple(v[a] for v in y)
+        ta, k1a = tau[a], tuple(k[a] for k in k1)
+        left = (t1 - ta).abs() if sgn > 0 else (ta - t1).abs()
+        ha = torch.minimum(h[a], left)
+        ks = [k1a]
+        for j in range(1, 7):
+            ks.append(f(ta + sgn * _C[j] * ha, _comb(ya, sgn * ha, ks, _A[j]), a))
+        y5 = _comb(ya, sgn * ha, ks, _B5)
+        err = _comb(tuple(torch.zeros_like(v) for v in ya), sgn * ha, ks, _E)
+        ratio = _norm(ya, ya, y5, rtol, atol, err)
+        ok = ratio <= 1
+        attempts[a] += 1
+        # the step-size update (torchdiffeq's _optimal_step_size): never shrink after an accepted step
+        fac = torch.where(ratio == 0, torch.full_like(ratio, _IFACTOR),
+                          _SAFETY * ratio.clamp_min(1e-300) ** (-1.0 / _ORDER))
+        fac = torch.minimum(torch.full_like(fac, _IFACTOR), torch.maximum(fac, torch.where(ok, 1.0, _DFACTOR)))
+        h[a] = ha * fac
+        acc = a[ok]
+        if acc.numel():
+            tnew = ta[ok] + sgn * ha[ok]
+            done = (t1 - tnew) * sgn <= 1e-12 * max(1.0, abs(t1))
+            tau[acc] = torch.where(done, torch.full_like(tnew, float(t1)), tnew)
+            for v, w in zip(y, y5):
+                v[acc] = w[ok]
+            for k, w in zip(k1, ks[6]):
+                k[acc] = w[ok]
+            active[acc[done]] = False
+        if bool(((attempts >= max_steps) & active).any()):
+            i = int((attempts * active).argmax())
+            raise RuntimeError(
+                f"dopri5 hit max_steps={max_steps} for example {i} at τ = {float(tau[i]):.6g} of [{t0:g} → {t1:g}] "
+                f"after {nfe} evaluations: the ODE is stiff or the model diverges there; raise max_steps or the "
+                "tolerances, or use a fixed-step solver.")
+        if on_step is not None and acc.numel():
+            on_step(rounds, tau, y)
+        rounds += 1
+    return Solution(y, nfe, [], int(attempts.max()))
+
+
+def _rms(y, scale):
+    r = None
+    for v, s in zip(y, scale):
+        q = (v / s).reshape(v.shape[0], -1).pow(2).mean(1).sqrt().double()
+        r = q if r is None else torch.maximum(r, q)
+    return r
