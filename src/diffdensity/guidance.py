@@ -33,7 +33,9 @@ __all__ = ["InfeasibleGuidance", "DensityGuidedODE", "StochasticDensityGuided", 
 
 
 def _indicator(lam, a: float, b: float, strength: float):
-    lam = torch.as_tensor(lam)
+    """strength·1{a < λ < b} (a float for a float λ, a tensor for a tensor λ)."""
+    if not isinstance(lam, Tensor):
+        return strength if a < float(lam) < b else 0.0
     return strength * ((lam > a) & (lam < b)).to(lam.dtype if lam.is_floating_point() else torch.float64)
 
 
