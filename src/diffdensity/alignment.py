@@ -5,7 +5,7 @@ Two estimators integrate the tangent v = DΦ v₀ alongside x by forward-mode JV
   Eq 12 ("score"):    dx/dλ = u, dv/dλ = J_u v;                SA = ⟨s_{λ_target}(x), v⟩ at the end.
   Eq 13 ("no_score"): also dω/dλ = −⟨∇div u, v⟩, ω₀ = ⟨∇log p_T, v₀⟩; SA = ω at the end (needs the score only
                       through u). ⟨∇div u, v⟩ = div_y(J_u(y) v): Hutchinson (one JVP of y ↦ J_u(y)v per probe,
-                      fresh probes per step) or exact (one per coordinate, small D).
+                      fresh probes per step, as the reference) or exact (∇ of the exact div u by reverse mode, small D).
 Written by hand: a tangent (sensitivity) solve with a Hutchinson-estimated second-order term is not something
 torchdiffeq's adjoint offers; the solvers are the library's own (solvers/).
 """
@@ -47,21 +47,38 @@ class _TangentField:
             u, jv = jvp(u_fn, (x,), (v,))
             return u.detach(), jv.detach()
 
+        if self.div == "exact":
+            u, jv = jvp(u_fn, (x,), (v,))
+            return u.detach(), jv.detach(), -_grad_div_dot(u_fn, x, v).detach()
+
         def tangent(z):
             return jvp(u_fn, (z,), (v,))  # (u(z), J_u(z) v)
 
-        if self.div == "hutchinson":
-            probes = make_probes(x, self.n_probes, "rademacher", self.generator)
-        else:  # exact: the same basis vector for every sample (samples are independent)
-            D = x[0].numel()
-            probes = torch.eye(D, dtype=x.dtype, device=x.device).reshape(D, 1, *x.shape[1:]).expand(D, *x.shape)
         gdiv = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        for z in probes:
+        probes = make_probes(x, self.n_probes, "rademacher", self.generator)
+        for z in probes:  # div_y(J_u(y) v) = ⟨∇div u, v⟩, one probe at a time (the reference's estimator)
             (u, jv), (_, djv) = jvp(tangent, (x,), (z,))
             gdiv = gdiv + flat_dot(djv, z)
-        if self.div == "hutchinson":
-            gdiv = gdiv / probes.shape[0]
+        gdiv = gdiv / probes.shape[0]
         return u.detach(), jv.detach(), -gdiv.detach()
+
+
+def _grad_div_dot(u_fn, x: Tensor, v: Tensor) -> Tensor:
+    """Exact ⟨∇div u, v⟩ per sample: div u by D reverse-mode rows (kept in the graph), then one more gradient
+    (small D only; reverse mode here is much faster than D nested forward-mode JVPs)."""
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        u = u_fn(xg)
+        D = x[0].numel()
+        div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        for i in range(D):
+            e = torch.zeros_like(x).reshape(x.shape[0], D)
+            e[:, i] = 1
+            e = e.reshape(x.shape)
+            (row,) = torch.autograd.grad(u, xg, e, create_graph=True)
+            div = div + flat_dot(row, e)
+        (g,) = torch.autograd.grad(div.sum(), xg)
+    return flat_dot(g, v)
 
 
 def _solve(field, y0, lam0, lam1, solver, steps, rtol, atol):
@@ -77,7 +94,7 @@ def score_alignment(model, x_T: Tensor, lambda_max: float, method: str = "score"
                     return_state: bool = False):
     """SA(x_T) per latent (math.md §2.1) from λ_min to ``lambda_max`` (the target λ): ``method="score"`` is Eq 12,
     ``"no_score"`` Eq 13 with ⟨∇div u, v⟩ by ``divergence`` ("hutchinson": ``n_probes`` fresh Rademacher probes
-    per evaluation from ``generator``; "exact": D JVPs). v₀ = the model's score at λ_min (``prior="model"``, as
+    per evaluation from ``generator``; "exact": D + 1 reverse-mode passes). v₀ = the model's score at λ_min (``prior="model"``, as
     the reference) or the Gaussian prior's −x/σ_T² (``"gaussian"``). ``return_state`` also returns (x, v)."""
     if method not in SA_METHODS:
         raise ValueError(f"method={method!r}; choose one of {SA_METHODS}.")
