@@ -79,3 +79,23 @@ def test_validation():
         score_alignment(m, xT, 1.0, prior="laplace")
     with pytest.raises(ValueError, match="steps"):
         score_alignment(m, xT, 1.0, steps=0)
+
+
+def test_cli_align(tmp_path):
+    """`diffdensity align`: the reference script's summary line, the fraction aligned, JSON, npz and a plot."""
+    import json
+
+    import numpy as np
+    from click.testing import CliRunner
+
+    from diffdensity.cli import main
+
+    out = tmp_path / "a"
+    res = CliRunner().invoke(main, ["align", "toy2d-moons", "--n", "16", "--steps", "16", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "Correlation of score alignment with and without score:" in res.output
+    summ = json.loads((out / "summary.json").read_text())
+    assert -1 <= summ["correlation"] <= 1 and 0 <= summ["fraction_aligned"] <= 1
+    arr = np.load(out / "alignment.npz")
+    assert arr["score"].shape == arr["no_score"].shape == (16,)
+    assert (out / "alignment.png").is_file()
