@@ -489,7 +489,7 @@ def _float_list(ctx, param, value):
 @click.option("--out", type=click.Path(), default="guide_out", help="output folder")
 def guide_cmd(model, qs, n, steps, noise, eval_steps, divergence, seed, out):
     """q sweep of density guidance beside prior guidance (and optionally stochastic density guidance) on MODEL:
-    per q a sample grid, the mean log p (PF-ODE encoder) and bits/dim; OUT/summary.json and OUT/logp_vs_q.png."""
+    per q a sample grid and the mean log p (model space, PF-ODE encoder); OUT/summary.json and OUT/logp_vs_q.png."""
     import math
 
     import torch
@@ -525,8 +525,7 @@ def guide_cmd(model, qs, n, steps, noise, eval_steps, divergence, seed, out):
                 continue
             lp = log_prob(m, x, divergence=divergence, solver="euler", steps=eval_steps,
                           generator=torch.Generator().manual_seed(seed + 2), progress=False)
-            row.update(mean_logp=float(lp.mean()), sem_logp=float(lp.std() / math.sqrt(n)),
-                       bits_per_dim_continuous=float(-lp.mean() / (D * math.log(2))))
+            row.update(mean_logp=float(lp.mean()), sem_logp=float(lp.std() / math.sqrt(n)))
             png = out / f"{kind}_q{q:.3f}.png"
             order = torch.argsort(lp, descending=True)
             if _guidance_png(m, x[order], png):
