@@ -27,3 +27,10 @@ from .adapters import from_diffusers, from_denoiser, Guided, warn_if_guided
 from .evaluate import evaluate_bits_per_dim
 
 __all__ += ["from_diffusers", "from_denoiser", "Guided", "warn_if_guided", "evaluate_bits_per_dim"]
+
+from .guidance import (sample_prior_guided, sample_density_guided, sample_stochastic_density_guided,
+                       InfeasibleGuidance)
+from .alignment import score_alignment, alignment_fraction, prior_guidance_identity
+
+__all__ += ["sample_prior_guided", "sample_density_guided", "sample_stochastic_density_guided", "InfeasibleGuidance",
+            "score_alignment", "alignment_fraction", "prior_guidance_identity"]

@@ -688,6 +688,166 @@ def analyze_ode_sde(models, steps, n, seed, out, logp_divergence, logp_probes, l
     _done(out, ["ode_sde.json", "ode_sde.png"])
 
 
+# --- guidance and score alignment (math.md §2) -------------------------------------------------------------------
+
+def _guidance_png(m, x, path) -> bool:
+    """A sample grid of model-space x if the model's data set has pictures (False otherwise)."""
+    cfg = getattr(m, "config", {}) or {}
+    if not cfg.get("dataset"):
+        return False
+    from .data import load_dataset
+    from .training.visual import save_samples_png
+
+    try:
+        return bool(save_samples_png(load_dataset(cfg["dataset"], **cfg.get("dataset_kwargs", {})), x, path))
+    except ValueError as e:  # e.g. a folder data set that is not on this machine
+        click.echo(f"no picture: {e}", err=True)
+        return False
+
+
+def _float_list(ctx, param, value):
+    try:
+        return [float(v) for v in str(value).split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give comma-separated numbers, e.g. 0.3,0.5,0.7") from None
+
+
+@main.command("guide")
+@click.argument("model")
+@click.option("--q", "qs", default="0.3,0.4,0.5,0.6,0.7", callback=_float_list,
+              help="log-density quantiles (higher q = higher log p, for prior and density guidance alike)")
+@click.option("--n", "n", type=int, default=32, help="samples per q (the same latents for every q)")
+@click.option("--steps", type=int, default=64, help="Euler steps of the guided samplers")
+@click.option("--noise", type=click.Choice(["none", "early", "late"]), default="none",
+              help="also run stochastic density guidance with this noise window (128 steps)")
+@click.option("--eval-steps", type=int, default=256, help="Euler steps of the PF-ODE encoder that evaluates log p")
+@click.option("--divergence", type=click.Choice(["hutchinson", "exact"]), default="hutchinson",
+              help="divergence of the log-p evaluation")
+@click.option("--seed", type=int, default=0)
+@click.option("--out", type=click.Path(), default="guide_out", help="output folder")
+def guide_cmd(model, qs, n, steps, noise, eval_steps, divergence, seed, out):
+    """q sweep of density guidance beside prior guidance (and optionally stochastic density guidance) on MODEL:
+    per q a sample grid and the mean log p (model space, PF-ODE encoder); OUT/summary.json and OUT/logp_vs_q.png."""
+    import math
+
+    import torch
+
+    from . import (InfeasibleGuidance, load, log_prob, sample_density_guided, sample_prior_guided,
+                   sample_stochastic_density_guided)
+
+    if not qs or any(not 0 < q < 1 for q in qs):
+        raise click.BadParameter(f"{qs}: every q must lie strictly between 0 and 1.", param_hint="--q")
+    m = load(model)
+    g = torch.Generator().manual_seed(seed)
+    shape = _model_shape(m)
+    D = math.prod(shape)
+    x_T = m.schedule.sample_prior((n, *shape), generator=g)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    samplers = {"density": lambda q: sample_density_guided(m, x_T, q, steps=steps),
+                "prior": lambda q: sample_prior_guided(m, x_T, q, steps=steps)}
+    if noise != "none":
+        samplers[f"stochastic-{noise}"] = lambda q: sample_stochastic_density_guided(
+            m, x_T, q, noise, steps=2 * steps, generator=torch.Generator().manual_seed(seed + 1))
+    names = {"density": "Density guidance", "prior": "Prior guidance"}
+    rows = {k: [] for k in samplers}
+    for kind, run in samplers.items():
+        for q in qs:
+            row = {"q": q}
+            try:
+                x = run(q).x
+            except InfeasibleGuidance as e:
+                row.update(infeasible=str(e), lam=e.lam, feasible_q=e.feasible_q)
+                click.echo(f"{names.get(kind, kind)} with q={q:g}: infeasible (feasible q ≤ {e.feasible_q:.4g})")
+                rows[kind].append(row)
+                continue
+            lp = log_prob(m, x, divergence=divergence, solver="euler", steps=eval_steps,
+                          generator=torch.Generator().manual_seed(seed + 2), progress=False)
+            row.update(mean_logp=float(lp.mean()), sem_logp=float(lp.std() / math.sqrt(n)))
+            png = out / f"{kind}_q{q:.3f}.png"
+            order = torch.argsort(lp, descending=True)
+            if _guidance_png(m, x[order], png):
+                row["png"] = str(png)
+            rows[kind].append(row)
+            click.echo(f"{names.get(kind, kind.replace('-', ' ') + ' density guidance')} with q={q:g}; "
+                       f"average logp: {row['mean_logp']:.2f}")
+    summary = {"model": model, "n": n, "steps": steps, "eval": {"solver": "euler", "steps": eval_steps,
+               "divergence": divergence}, "seed": seed, "D": D,
+               "convention": "higher q = higher log-density; prior guidance uses the latent norm "
+                             "sigma_T * chi_D^-1(1 - q) (the reference's norm quantile is 1 - q)",
+               "results": rows}
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for kind, rs in rows.items():
+        ok = [r for r in rs if "mean_logp" in r]
+        if ok:
+            ax.errorbar([r["q"] for r in ok], [r["mean_logp"] for r in ok], yerr=[r["sem_logp"] for r in ok],
+                        marker="o", capsize=3, label=kind)
+    ax.set_xlabel("q (higher = higher log-density)")
+    ax.set_ylabel("mean log p (nats)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "logp_vs_q.png", dpi=100)
+    plt.close(fig)
+    summary["plot"] = str(out / "logp_vs_q.png")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    click.echo(f"-> {out / 'summary.json'}")
+
+
+@main.command("align")
+@click.argument("model")
+@click.option("--n", "n", type=int, default=128, help="number of latents")
+@click.option("--lambda-target", type=float, default=1.0, help="the target λ of the flow (the reference uses 1)")
+@click.option("--steps", type=int, default=1024, help="Euler steps of both estimators")
+@click.option("--n-probes", type=int, default=1, help="Hutchinson probes per step of Eq 13")
+@click.option("--seed", type=int, default=0)
+@click.option("--out", type=click.Path(), default="align_out", help="output folder")
+def align_cmd(model, n, lambda_target, steps, n_probes, seed, out):
+    """Score alignment of MODEL over N latents by Eq 12 (with the target score) and Eq 13 (without: Hutchinson),
+    their correlation and the fraction of latents with SA > 0; OUT/summary.json, OUT/alignment.npz, OUT/alignment.png."""
+    import numpy as np
+    import torch
+
+    from . import alignment_fraction, load, score_alignment
+
+    m = load(model)
+    g = torch.Generator().manual_seed(seed)
+    x_T = m.schedule.sample_prior((n, *_model_shape(m)), generator=g)
+    with_score = score_alignment(m, x_T, lambda_target, "score", steps=steps)
+    without = score_alignment(m, x_T, lambda_target, "no_score", steps=steps, generator=g, n_probes=n_probes)
+    corr = float(np.corrcoef(with_score.numpy(), without.numpy())[0, 1])
+    click.echo(f"Correlation of score alignment with and without score: {corr}")
+    fr, fr13 = alignment_fraction(with_score), alignment_fraction(without)
+    click.echo(f"Score alignment holds for {fr:.1%} of latents (Eq 12; {fr13:.1%} by Eq 13)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "alignment.npz", score=with_score.numpy(), no_score=without.numpy())
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.scatter(with_score.numpy(), without.numpy(), s=8)
+    lo, hi = float(min(with_score.min(), without.min())), float(max(with_score.max(), without.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set_xlabel("SA, Eq 12 (score at target)")
+    ax.set_ylabel("SA, Eq 13 (Hutchinson)")
+    ax.set_title(f"corr {corr:.3f}, aligned {fr:.0%}")
+    fig.tight_layout()
+    fig.savefig(out / "alignment.png", dpi=100)
+    plt.close(fig)
+    summary = {"model": model, "n": n, "lambda_target": lambda_target, "steps": steps, "n_probes": n_probes,
+               "seed": seed, "correlation": corr, "fraction_aligned": fr, "fraction_aligned_eq13": fr13,
+               "mean_sa": float(with_score.mean()), "plot": str(out / "alignment.png")}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    click.echo(f"-> {out / 'summary.json'}")
+
+
 if __name__ == "__main__":
     main()
 

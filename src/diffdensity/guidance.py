@@ -1,0 +1,283 @@
+"""Prior guidance, density guidance (DG-ODE, Eq 23) and stochastic density guidance (SDG, Eq 25) of
+Karczewski et al. 2025b (math.md §2.3, §2.5, §2.6).
+
+**Direction convention.** In every function here ``q`` ∈ (0, 1) is a quantile of *log-density*: higher q means
+higher log p₀ (smoother samples, less detail), q = 0.5 is the plain PF-ODE from a median-norm latent.
+Density guidance uses the paper's q unchanged (the rate ½√(2D)Φ⁻¹(q) per unit λ above the PF-ODE's).
+Prior guidance moves the latent to the norm σ_T·χ_D⁻¹(1 − q): the reference code's (and the paper's) prior-guidance
+``q_norm`` is a quantile of the latent's *norm*, the opposite direction, so ``q_norm = 1 − q`` (math.md §2.3).
+
+**Feasibility.** A requested rate cannot always be met: near a mode ‖s‖ → 0 and η blows up (math.md §2.5).
+The guided dynamics check every evaluation: a non-finite state or score, or a guided step that jumped across a
+maximum of log p (consecutive scores with ⟨s_{k+1}, s_k⟩ ≤ 0, i.e. the step realised less than half of its
+requested extra log-density by the trapezoid rule), stops the solve with :class:`InfeasibleGuidance`, which names
+q, the λ reached and the most extreme q (between 0.5 and q) that ran through on the same latents (bisection).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from scipy.stats import chi
+from torch import Tensor
+
+from ._checks import at, bcast, check_count, flat_dot, flat_sq, per_sample
+from .dynamics import Dynamics, ProjectedNoise
+from .evaluation import Divergence, Eval
+from .integrate import ODE_SOLVERS, Samples, integrate_ode, integrate_sde, prepare
+
+__all__ = ["InfeasibleGuidance", "DensityGuidedODE", "StochasticDensityGuided", "NOISE_PRESETS", "guidance_quantile",
+           "prior_rescale", "median_rescale", "sample_prior_guided", "sample_density_guided",
+           "sample_stochastic_density_guided"]
+
+
+def _indicator(lam, a: float, b: float, strength: float):
+    """strength·1{a < λ < b} (a float for a float λ, a tensor for a tensor λ)."""
+    if not isinstance(lam, Tensor):
+        return strength if a < float(lam) < b else 0.0
+    return strength * ((lam > a) & (lam < b)).to(lam.dtype if lam.is_floating_point() else torch.float64)
+
+
+NOISE_PRESETS: dict[str, Callable] = {
+    # the reference code's windows (guidance.py): structure-changing early noise, texture-only late noise
+    "early": lambda lam: _indicator(lam, -10.0, -4.0, 0.2),
+    "late": lambda lam: _indicator(lam, -3.0, 9.0, 0.3),
+}
+
+
+class InfeasibleGuidance(ValueError):
+    """The requested log-density rate cannot be met on these latents (math.md §2.5): raised instead of returning
+    runaway or NaN samples. Attributes: ``q``, ``lam`` (λ reached), ``n_bad`` (samples that failed),
+    ``feasible_q`` (the most extreme q found to run through, or None), ``reason``."""
+
+    def __init__(self, q, lam, n_bad, n, reason, feasible_q=None):
+        self.q, self.lam, self.n_bad, self.n, self.reason, self.feasible_q = q, lam, n_bad, n, reason, feasible_q
+        fq = "not searched" if feasible_q is None else f"{feasible_q:.4g}"
+        super().__init__(
+            f"density guidance with q={q:g} is infeasible: at λ = {lam:.4g}, {n_bad} of {n} samples {reason}. "
+            f"The requested rate ½√(2D)Φ⁻¹(q) cannot be met there (η blows up near modes). Most extreme q found "
+            f"feasible on these latents: {fq}; use a q closer to 0.5, more steps, or a shorter λ range.")
+
+
+class _Stop(Exception):
+    def __init__(self, lam, n_bad, reason):
+        self.lam, self.n_bad, self.reason = lam, n_bad, reason
+
+
+def guidance_quantile(q: float, D: int) -> float:
+    """√(2D)·Φ⁻¹(q): twice the extra log-density rate per unit λ of density guidance (math.md §2.5)."""
+    q = _check_q(q)
+    return math.sqrt(2 * D) * float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(q, dtype=torch.float64)))
+
+
+def _check_q(q) -> float:
+    if isinstance(q, bool) or not isinstance(q, (int, float)) and not (isinstance(q, Tensor) and q.numel() == 1):
+        raise TypeError(f"q must be a number in (0, 1), got {type(q).__name__}.")
+    q = float(q)
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"q={q!r}: need a quantile strictly between 0 and 1 (0.5 = no guidance).")
+    return q
+
+
+class _Guided(Dynamics):
+    """Shared by the guided dynamics: the guidance quantile and the feasibility monitor."""
+
+    def __init__(self, schedule, q: float, D: int, check: bool = True):
+        super().__init__(schedule)
+        self.q = _check_q(q)
+        self.quant = guidance_quantile(self.q, D)
+        self.check = check
+        self._prev: Tensor | None = None
+        self._prev_lam = None
+
+    def _monitor(self, ev: Eval, active: bool) -> None:
+        """Stop on a non-finite state/score, or on a guided step that crossed a maximum of log p."""
+        if not self.check:
+            return
+        s = ev.s
+        bad = ~(torch.isfinite(ev.x.reshape(ev.x.shape[0], -1)).all(1) & torch.isfinite(s.reshape(s.shape[0], -1)).all(1))
+        if bad.any():
+            raise _Stop(float(ev.lam), int(bad.sum()), "have a non-finite state or score")
+        if active and self._prev is not None and float(ev.lam) != self._prev_lam:
+            flip = flat_dot(s, self._prev) <= 0
+            if flip.any():
+                raise _Stop(float(ev.lam), int(flip.sum()),
+                            "overshot a mode (the score reversed direction within one step)")
+        self._prev, self._prev_lam = s, float(ev.lam)
+
+
+class DensityGuidedODE(_Guided):
+    """DG-ODE (Eq 23, math.md §2.5): dx/dλ = f x + ½ g2 η s, η = 1 + √(2D)Φ⁻¹(q)/‖σ s‖², so that
+    d log p/dλ = −div u + ½√(2D)Φ⁻¹(q). The correction ½ g2 (η − 1) s = ½√(2D)Φ⁻¹(q) s/‖s‖² is written directly."""
+
+    def drift(self, ev):
+        self._monitor(ev, self.quant != 0.0)
+        if self.quant == 0.0:
+            return self.pf_drift(ev)
+        s = ev.s
+        return self.pf_drift(ev) + bcast(0.5 * self.quant / flat_sq(s), s) * s
+
+    def eta(self, ev: Eval) -> Tensor:
+        """η per sample (for diagnostics)."""
+        return 1.0 + self.quant / (per_sample(at(self.schedule.g2, ev.lam, ev.x), ev.x) * flat_sq(ev.s))
+
+
+class StochasticDensityGuided(_Guided):
+    """SDG (Eq 25, math.md §2.6): dx = (f x + ½ g2 η' s) dλ + φ̃ √g2 (I − ŝŝᵀ) dW with
+    η' = 1 + (√(2D)Φ⁻¹(q) − σ²φ̃²(Δ log p − [ŝᵀ∇²log p ŝ])) / ‖σ s‖²; the bracketed term only with ``exact_ito``
+    (the reference code drops it, shifting the realised log p by −½∫φ̃² g2 ŝᵀ∇²log p ŝ dλ)."""
+
+    def __init__(self, schedule, q: float, D: int, phi: Callable, exact_ito: bool = False, check: bool = True):
+        super().__init__(schedule, q, D, check)
+        self.phi, self.exact_ito = phi, bool(exact_ito)
+        self.needs = frozenset({"lap", "hvp"}) if exact_ito else frozenset({"lap"})
+
+    def c2(self, lam, x: Tensor) -> Tensor:
+        """φ̃(λ)² g2(λ): the projected noise's variance rate."""
+        phi = torch.as_tensor(self.phi(lam), dtype=x.dtype, device=x.device)
+        return phi**2 * self.schedule.g2(torch.as_tensor(lam, dtype=x.dtype, device=x.device))
+
+    def drift(self, ev):
+        s, x = ev.s, ev.x
+        c2 = per_sample(self.c2(ev.lam, x), x)
+        self._monitor(ev, self.quant != 0.0 or bool((c2 != 0).any()))
+        lap = ev.lap
+        if self.exact_ito:
+            sh = ProjectedNoise.unit_score(ev)
+            lap = lap - flat_dot(sh, ev.hvp(sh))
+        # ½ g2 (η' − 1) s = ½ (√(2D)Φ⁻¹(q) − φ̃² g2 Δ') s/‖s‖²
+        return self.pf_drift(ev) + bcast(0.5 * (self.quant - c2 * lap) / flat_sq(s), s) * s
+
+    def noise(self, lam, x):
+        return ProjectedNoise(self.c2(lam, x))
+
+
+# --- latents ----------------------------------------------------------------------------------------------------
+
+def _rescale_to(sch, x_T: Tensor, radius: float) -> Tensor:
+    norm = x_T.reshape(x_T.shape[0], -1).norm(dim=1).clamp_min(torch.finfo(x_T.dtype).tiny)
+    return x_T * bcast(sch.prior_std * radius / norm, x_T)
+
+
+def prior_rescale(schedule, x_T: Tensor, q: float) -> Tensor:
+    """Prior guidance (math.md §2.3): x_T rescaled to norm σ_T·χ_D⁻¹(1 − q), so higher q = higher log p_T
+    (the reference's norm quantile is q_norm = 1 − q)."""
+    q = _check_q(q)
+    return _rescale_to(schedule, x_T, float(chi.ppf(1.0 - q, df=x_T[0].numel())))
+
+
+def median_rescale(schedule, x_T: Tensor) -> Tensor:
+    """x_T moved to the median norm σ_T·χ_D⁻¹(½), as the reference's density-guided samplers start."""
+    return _rescale_to(schedule, x_T, float(chi.ppf(0.5, df=x_T[0].numel())))
+
+
+def _phi_fn(noise) -> Callable:
+    if isinstance(noise, str):
+        if noise not in NOISE_PRESETS:
+            raise ValueError(f"noise={noise!r}; choose a preset {sorted(NOISE_PRESETS)}, a number or a callable λ ↦ φ̃(λ).")
+        return NOISE_PRESETS[noise]
+    if isinstance(noise, (int, float)) and not isinstance(noise, bool):
+        if not (math.isfinite(noise) and noise >= 0):
+            raise ValueError(f"noise={noise!r}: a constant strength must be finite and ≥ 0.")
+        return lambda lam: float(noise)
+    if callable(noise):
+        return noise
+    raise TypeError(f"noise must be a preset name {sorted(NOISE_PRESETS)}, a number or a callable λ ↦ φ̃(λ); "
+                    f"got {type(noise).__name__}.")
+
+
+def _prior_logp(sch, x, track, prior):
+    return (prior or sch.prior_log_prob)(x) if track else None
+
+
+def _run_guided(run: Callable[[float, bool], Samples], q: float, n: int, search: bool, bisect_iters: int) -> Samples:
+    """run(q, track) with the feasibility monitor; on failure bisect q toward 0.5 for the error message."""
+    try:
+        return run(q, True)
+    except _Stop as stop:
+        feasible = None
+        if search:
+            ok, bad = 0.5, q
+            for _ in range(bisect_iters):
+                mid = 0.5 * (ok + bad)
+                try:
+                    run(mid, False)
+                    ok = mid
+                except _Stop:
+                    bad = mid
+            feasible = ok
+        raise InfeasibleGuidance(q, stop.lam, stop.n_bad, n, stop.reason, feasible) from None
+
+
+# --- samplers ---------------------------------------------------------------------------------------------------
+
+def sample_prior_guided(model, x_T: Tensor, q: float, steps: int = 64, *, solver: str = "euler",
+                        track_logp: bool = False, divergence: str = "hutchinson", generator=None, n_probes: int = 1,
+                        prior=None, callback=None, progress=None) -> Samples:
+    """Prior guidance (math.md §2.3): the latent rescaled to norm σ_T·χ_D⁻¹(1 − q) (higher q = higher log p),
+    then the PF-ODE; ``track_logp`` as in :func:`sample_ode`."""
+    from .sampling import sample_ode
+
+    prepare(model, x_T)
+    return sample_ode(model, prior_rescale(model.schedule, x_T, q), steps=steps, solver=solver, track_logp=track_logp,
+                      divergence=divergence, generator=generator, n_probes=n_probes, prior=prior, callback=callback,
+                      progress=progress)
+
+
+def sample_density_guided(model, x_T: Tensor, q: float, steps: int = 64, *, solver: str = "euler",
+                          track_logp: bool = False, divergence: str = "exact", generator=None, n_probes: int = 1,
+                          rescale: bool = True, prior=None, check: bool = True, search: bool = True,
+                          bisect_iters: int = 6, callback=None, progress=None) -> Samples:
+    """Density guidance (Eq 23, math.md §2.5): the DG-ODE from the median-norm latent (``rescale``), so that
+    d log p/dλ = −div u + ½√(2D)Φ⁻¹(q) (higher q = higher log p; q = 0.5 is the PF-ODE). ``track_logp`` follows
+    log p by the §2.4 rule with ``divergence``. Raises :class:`InfeasibleGuidance` where the rate cannot be met."""
+    prepare(model, x_T)
+    if solver not in ODE_SOLVERS[:2]:
+        raise ValueError(f"solver={solver!r}; density guidance runs on a fixed grid: 'euler' or 'heun'.")
+    check_count(steps, "steps")
+    sch = model.schedule
+    x0 = median_rescale(sch, x_T) if rescale else x_T
+    D = x_T[0].numel()
+
+    def run(qq, full):
+        track = track_logp and full
+        div = Divergence(divergence, n_probes=n_probes, generator=generator) if track else None
+        return integrate_ode(model, DensityGuidedODE(sch, qq, D, check), x0, sch.lambda_min, sch.lambda_max,
+                             track=track, logp0=_prior_logp(sch, x0, track, prior), solver=solver, steps=steps,
+                             divergence=div, callback=callback if full else None,
+                             progress=progress if full else False, desc=f"density guidance q={qq:.3g}")
+
+    return _run_guided(run, _check_q(q), x_T.shape[0], search, bisect_iters)
+
+
+def sample_stochastic_density_guided(model, x_T: Tensor, q: float, noise, steps: int = 128,
+                                     generator: torch.Generator | None = None, *, track_logp: bool = False,
+                                     divergence: str = "hutchinson", exact_ito: bool = False, rescale: bool = True,
+                                     prior=None, check: bool = True, search: bool = True, bisect_iters: int = 6,
+                                     dw: Tensor | None = None, callback=None, progress=None) -> Samples:
+    """Stochastic density guidance (Eq 25, math.md §2.6) by Euler–Maruyama from the median-norm latent: noise
+    φ̃(λ)√g2 projected orthogonal to the score, Δ log p by ``divergence`` ("hutchinson": fresh probes per step, or
+    "exact"). ``noise``: "early" | "late" (the reference's windows), a constant or a callable λ ↦ φ̃(λ).
+    ``exact_ito`` adds the ŝᵀ∇²log p ŝ Itô term (one HVP per step) so the rate is met exactly in the mean."""
+    prepare(model, x_T)
+    check_count(steps, "steps")
+    phi = _phi_fn(noise)
+    sch = model.schedule
+    x0 = median_rescale(sch, x_T) if rescale else x_T
+    D = x_T[0].numel()
+    state = generator.get_state() if generator is not None else None
+
+    def run(qq, full):
+        g = generator
+        if not full and generator is not None:  # the bisection replays the same noise
+            g = torch.Generator(device=generator.device)
+            g.set_state(state)
+        div = Divergence(divergence, generator=g, fixed=False)
+        track = track_logp and full
+        return integrate_sde(model, StochasticDensityGuided(sch, qq, D, phi, exact_ito, check), x0, sch.lambda_min,
+                             sch.lambda_max, track=track, logp0=_prior_logp(sch, x0, track, prior), steps=steps,
+                             tracker="em", divergence=div, generator=g, dw=dw, callback=callback if full else None,
+                             progress=progress if full else False, desc=f"stochastic density guidance q={qq:.3g}")
+
+    return _run_guided(run, _check_q(q), x_T.shape[0], search, bisect_iters)
