@@ -247,16 +247,16 @@ def test_cli_guide(tmp_path):
     res = CliRunner().invoke(main, ["guide", "digits8", "--n", "4", "--q", "0.4,0.6", "--steps", "8",
                                     "--eval-steps", "8", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "Density guidance with q=0.4; average logp:" in res.output
-    summ = json.loads((out / "summary.json").read_text())
+    assert "density guidance with q=0.4; average logp:" in res.output
+    summ = json.loads((out / "guidance.json").read_text())
     assert [r["q"] for r in summ["results"]["density"]] == [0.4, 0.6]
-    assert all("mean_logp" in r for r in summ["results"]["prior"])
-    assert (out / "logp_vs_q.png").is_file() and (out / "density_q0.400.png").is_file()
+    assert all("mean" in r for r in summ["results"]["prior"])
+    assert (out / "logp_vs_q.png").is_file() and (out / "density_grid.png").is_file()
     out2 = tmp_path / "t"
     res = CliRunner().invoke(main, ["guide", "toy2d-moons", "--n", "16", "--q", "0.9", "--steps", "16",
                                     "--eval-steps", "8", "--out", str(out2)])
     assert res.exit_code == 0, res.output
-    row = json.loads((out2 / "summary.json").read_text())["results"]["density"][0]
+    row = json.loads((out2 / "guidance.json").read_text())["results"]["density"][0]
     assert "infeasible" in row and 0.5 <= row["feasible_q"] < 0.9
     res = CliRunner().invoke(main, ["guide", "digits8", "--q", "1.5", "--out", str(out2)])
     assert res.exit_code != 0 and "between 0 and 1" in res.output

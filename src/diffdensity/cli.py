@@ -690,21 +690,6 @@ def analyze_ode_sde(models, steps, n, seed, out, logp_divergence, logp_probes, l
 
 # --- guidance and score alignment (math.md §2) -------------------------------------------------------------------
 
-def _guidance_png(m, x, path) -> bool:
-    """A sample grid of model-space x if the model's data set has pictures (False otherwise)."""
-    cfg = getattr(m, "config", {}) or {}
-    if not cfg.get("dataset"):
-        return False
-    from .data import load_dataset
-    from .training.visual import save_samples_png
-
-    try:
-        return bool(save_samples_png(load_dataset(cfg["dataset"], **cfg.get("dataset_kwargs", {})), x, path))
-    except ValueError as e:  # e.g. a folder data set that is not on this machine
-        click.echo(f"no picture: {e}", err=True)
-        return False
-
-
 def _float_list(ctx, param, value):
     try:
         return [float(v) for v in str(value).split(",") if v.strip()]
@@ -727,75 +712,29 @@ def _float_list(ctx, param, value):
 @click.option("--out", type=click.Path(), default="guide_out", help="output folder")
 def guide_cmd(model, qs, n, steps, noise, eval_steps, divergence, seed, out):
     """q sweep of density guidance beside prior guidance (and optionally stochastic density guidance) on MODEL:
-    per q a sample grid and the mean log p (model space, PF-ODE encoder); OUT/summary.json and OUT/logp_vs_q.png."""
-    import math
+    per q a sample grid and the mean log p (model space, PF-ODE encoder); OUT/guidance.json, OUT/logp_vs_q.png and
+    a grid per sampler.
 
+    Example: diffdensity guide digits8 --q 0.3,0.5,0.6 --n 16 --out guide_out
+    """
     import torch
 
-    from . import (InfeasibleGuidance, load, log_prob, sample_density_guided, sample_prior_guided,
-                   sample_stochastic_density_guided)
+    from . import load
+    from .analysis import guidance_sweep
 
-    if not qs or any(not 0 < q < 1 for q in qs):
-        raise click.BadParameter(f"{qs}: every q must lie strictly between 0 and 1.", param_hint="--q")
     m = load(model)
     g = torch.Generator().manual_seed(seed)
-    shape = _model_shape(m)
-    D = math.prod(shape)
-    x_T = m.schedule.sample_prior((n, *shape), generator=g)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    samplers = {"density": lambda q: sample_density_guided(m, x_T, q, steps=steps),
-                "prior": lambda q: sample_prior_guided(m, x_T, q, steps=steps)}
-    if noise != "none":
-        samplers[f"stochastic-{noise}"] = lambda q: sample_stochastic_density_guided(
-            m, x_T, q, noise, steps=2 * steps, generator=torch.Generator().manual_seed(seed + 1))
-    names = {"density": "Density guidance", "prior": "Prior guidance"}
-    rows = {k: [] for k in samplers}
-    for kind, run in samplers.items():
-        for q in qs:
-            row = {"q": q}
-            try:
-                x = run(q).x
-            except InfeasibleGuidance as e:
-                row.update(infeasible=str(e), lam=e.lam, feasible_q=e.feasible_q)
-                click.echo(f"{names.get(kind, kind)} with q={q:g}: infeasible (feasible q ≤ {e.feasible_q:.4g})")
-                rows[kind].append(row)
-                continue
-            lp = log_prob(m, x, divergence=divergence, solver="euler", steps=eval_steps,
-                          generator=torch.Generator().manual_seed(seed + 2), progress=False)
-            row.update(mean_logp=float(lp.mean()), sem_logp=float(lp.std() / math.sqrt(n)))
-            png = out / f"{kind}_q{q:.3f}.png"
-            order = torch.argsort(lp, descending=True)
-            if _guidance_png(m, x[order], png):
-                row["png"] = str(png)
-            rows[kind].append(row)
-            click.echo(f"{names.get(kind, kind.replace('-', ' ') + ' density guidance')} with q={q:g}; "
-                       f"average logp: {row['mean_logp']:.2f}")
-    summary = {"model": model, "n": n, "steps": steps, "eval": {"solver": "euler", "steps": eval_steps,
-               "divergence": divergence}, "seed": seed, "D": D,
-               "convention": "higher q = higher log-density; prior guidance uses the latent norm "
-                             "sigma_T * chi_D^-1(1 - q) (the reference's norm quantile is 1 - q)",
-               "results": rows}
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for kind, rs in rows.items():
-        ok = [r for r in rs if "mean_logp" in r]
-        if ok:
-            ax.errorbar([r["q"] for r in ok], [r["mean_logp"] for r in ok], yerr=[r["sem_logp"] for r in ok],
-                        marker="o", capsize=3, label=kind)
-    ax.set_xlabel("q (higher = higher log-density)")
-    ax.set_ylabel("mean log p (nats)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "logp_vs_q.png", dpi=100)
-    plt.close(fig)
-    summary["plot"] = str(out / "logp_vs_q.png")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    click.echo(f"-> {out / 'summary.json'}")
+    x_T = m.schedule.sample_prior((n, *_model_shape(m)), generator=g)
+    res = guidance_sweep(m, x_T, qs, steps=steps, noise=None if noise == "none" else noise,
+                         log_prob_kw={"divergence": divergence, "solver": "euler", "steps": eval_steps}, generator=g,
+                         out=out)
+    for kind, rows in res["results"].items():
+        for r in rows:
+            if "mean" in r:
+                click.echo(f"{kind} guidance with q={r['q']:g}; average logp: {r['mean']:.2f}")
+            else:
+                click.echo(f"{kind} guidance with q={r['q']:g}: infeasible (feasible q ≤ {r['feasible_q']:.4g})")
+    click.echo(f"-> {Path(out) / 'guidance.json'}")
 
 
 @main.command("align")

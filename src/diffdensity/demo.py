@@ -163,7 +163,15 @@ def run_demo(out="demo_out", quick: bool = False, seed: int = 0) -> dict:
 
 
 def _guidance(out: Path, cfg: dict, seed: int) -> dict:
-    raise ImportError("guidance panel not wired yet")
+    """Density beside prior guidance on digits8 (the second paper's q sweep)."""
+    from .analysis import guidance_sweep
+    from .io import load
+
+    model = load("digits8")
+    x_T = model.schedule.sample_prior((cfg["n"], 1, 8, 8), generator=torch.Generator().manual_seed(seed + 10))
+    res = guidance_sweep(model, x_T, cfg["q"], steps=max(16, cfg["steps"] // 2), log_prob_kw=DEMO_LOGP,
+                         generator=torch.Generator().manual_seed(seed + 11), out=out, progress=False)
+    return {kind: {f"{r['q']:g}": r.get("mean", "infeasible") for r in rows} for kind, rows in res["results"].items()}
 
 
 def _distributional(out: Path, cfg: dict, seed: int) -> dict:
