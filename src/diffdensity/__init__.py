@@ -26,3 +26,9 @@ from .adapters import from_diffusers, from_denoiser, Guided, warn_if_guided
 from .evaluate import evaluate_bits_per_dim
 
 __all__ += ["from_diffusers", "from_denoiser", "Guided", "warn_if_guided", "evaluate_bits_per_dim"]
+
+from .distributional import (energy_score, kernel_score, sample_distributional, sample_ddim, GeneratorModel,
+                             OracleGenerator, MeanGenerator, mmd, mmd2, energy_distance)
+
+__all__ += ["energy_score", "kernel_score", "sample_distributional", "sample_ddim", "GeneratorModel",
+            "OracleGenerator", "MeanGenerator", "mmd", "mmd2", "energy_distance"]
