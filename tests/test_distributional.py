@@ -91,10 +91,10 @@ def test_algorithm2_with_exact_posterior_is_exact():
     sch = dd.FlowMatching()
     m = gm.diffused(sch)
     g = torch.Generator().manual_seed(1)
-    n = 2048
+    n = 1536
     data = gm.sample(n, g)
     h = median_bandwidth(data)
-    null = torch.tensor([mmd2(gm.sample(n, g), data, h) for _ in range(12)])
+    null = torch.tensor([mmd2(gm.sample(n, g), data, h) for _ in range(6)])
     tol = 5 * float(null.pow(2).mean().sqrt())  # 5 × the null RMS of MMD²_u
     x_T = m.sample(n, sch.lambda_min, g)  # the exact marginal at λ_min
     for K in (1, 2, 4):
@@ -226,17 +226,21 @@ def test_kernel_score_is_half_mmd_to_the_point_mass():
 
 # ------------------------------------------------------------------------------------------------ metrics
 def test_energy_distance_and_mmd_closed_form():
-    """1-D N(0,1) vs N(μ,1): ED = 2E|Z_{μ,2}| − 2E|Z_{0,2}|; MMD²_u ≈ 0 between samples of one law."""
+    """1-D N(0,1) vs N(μ,1): ED = 2E|Z_{μ,2}| − 2E|Z_{0,2}| within 4 SE over replicates; MMD²_u ≈ 0 within one law."""
     g = torch.Generator().manual_seed(0)
-    n, mu = 3000, 1.0
-    x = torch.randn(n, 1, generator=g, dtype=torch.float64)
-    y = mu + torch.randn(n, 1, generator=g, dtype=torch.float64)
+    n, mu, reps = 1500, 1.0, 8
     sd = math.sqrt(2)
-    e_abs = sd * math.sqrt(2 / math.pi) * math.exp(-mu**2 / 4) + mu * (1 - 2 * 0.5 * math.erfc(mu / sd / math.sqrt(2)))
+    e_abs = sd * math.sqrt(2 / math.pi) * math.exp(-mu**2 / 4) + mu * math.erf(mu / 2)  # E|N(μ, 2)|
     expected = 2 * e_abs - 2 * sd * math.sqrt(2 / math.pi)
-    assert energy_distance(x, y) == pytest.approx(expected, abs=0.03)
+    eds = []
+    for _ in range(reps):
+        x = torch.randn(n, 1, generator=g, dtype=torch.float64)
+        y = mu + torch.randn(n, 1, generator=g, dtype=torch.float64)
+        eds.append(energy_distance(x, y))
+    eds = torch.tensor(eds)
+    assert abs(float(eds.mean()) - expected) < 4 * float(eds.std() / math.sqrt(reps))
     x2 = torch.randn(n, 1, generator=g, dtype=torch.float64)
-    assert abs(mmd2(x, x2)) < 2e-3 < mmd2(x, y)
+    assert abs(mmd2(x, x2)) < 3e-3 < mmd2(x, y)
     assert dd.mmd(x, y) == pytest.approx(math.sqrt(mmd2(x, y, unbiased=False)))
 
 
