@@ -310,3 +310,22 @@ def test_cosine_lr_schedule():
     cfg = paper_config(steps=1100, out="x")
     assert lr_at(cfg, 0) == pytest.approx(1e-5) and lr_at(cfg, 99) == pytest.approx(1e-3)
     assert lr_at(cfg, 600) == pytest.approx(0.5e-3) and lr_at(cfg, 1100) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_cli_sweep_and_sample(tmp_path):
+    """`distributional sweep` trains one run per (β, interaction) and writes the NFE report; `sample` writes npz+png."""
+    from diffdensity.cli import main
+
+    runner = CliRunner()
+    res = runner.invoke(main, ["distributional", "sweep", "--dataset", "moons", "--data-opt", "n_train=256",
+                               "--data-opt", "n_test=128", "--steps", "3", "--batch-size", "32", "--hidden", "8",
+                               "--depth", "1", "--population", "2", "--interaction-grid", "0,1", "--beta-grid", "1",
+                               "--nfe", "1,2", "--n-eval", "64", "--eval-n", "32", "--checkpoint-every", "0",
+                               "--no-progress", "--threads", "1", "--out", str(tmp_path / "sw")])
+    assert res.exit_code == 0, res.output
+    assert {p.name for p in (tmp_path / "sw").iterdir()} >= {"beta1_int0", "beta1_int1", "nfe_sweep.json"}
+    assert dd.load(tmp_path / "sw" / "beta1_int0").config["training"]["interaction"] == 0.0
+    res = runner.invoke(main, ["distributional", "sample", str(tmp_path / "sw" / "beta1_int1"), "--steps", "2",
+                               "--n", "16", "--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "s" / "samples.npz").is_file()

@@ -527,14 +527,15 @@ def distributional_nfe_cmd(models, dataset, nfes, n, churn, spacing, seed, out):
 
 
 @distributional_group.command("sweep")
-@click.option("--interactions", default="0,0.1,0.5,1", callback=_csv(float), help="interaction λ values")
-@click.option("--betas", default="1", callback=_csv(float), help="energy-score β values")
+@click.option("--interaction-grid", "interactions", default="0,0.1,0.5,1", callback=_csv(float),
+              help="interaction λ values")
+@click.option("--beta-grid", "grid_betas", default="1", callback=_csv(float), help="energy-score β values")
 @click.option("--nfe", "nfes", default="1,2,4,8,16,32", callback=_csv(int), help="step counts of the evaluation")
 @click.option("--n-eval", type=int, default=4096, help="samples per model and step count")
 @click.option("--churn", type=float, default=1.0)
 @_recipe_defaults
 @click.pass_context
-def distributional_sweep_cmd(ctx, interactions, betas, nfes, n_eval, churn, **opts):
+def distributional_sweep_cmd(ctx, interactions, grid_betas, nfes, n_eval, churn, **opts):
     """Train one model per (β, interaction) into OUT/beta<β>_int<λ> (the train options apply to each), then the
     NFE sweep of all of them: OUT/nfe_sweep.{json,md,png}."""
     from . import load
@@ -544,7 +545,7 @@ def distributional_sweep_cmd(ctx, interactions, betas, nfes, n_eval, churn, **op
     base = options_to_config_dict(ctx, opts)
     root = Path(base["out"] or "sweep")
     runs = {}
-    for b in betas:
+    for b in grid_betas:
         for lam in interactions:
             name = f"beta{b:g}_int{lam:g}"
             runs[name] = train(TrainConfig.from_dict({**base, "beta": b, "interaction": lam, "out": str(root / name)}))
