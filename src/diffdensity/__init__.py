@@ -34,3 +34,9 @@ from .alignment import score_alignment, alignment_fraction, prior_guidance_ident
 
 __all__ += ["sample_prior_guided", "sample_density_guided", "sample_stochastic_density_guided", "InfeasibleGuidance",
             "score_alignment", "alignment_fraction", "prior_guidance_identity"]
+
+from .distributional import (energy_score, kernel_score, sample_distributional, sample_ddim, GeneratorModel,
+                             OracleGenerator, MeanGenerator, mmd, mmd2, energy_distance)
+
+__all__ += ["energy_score", "kernel_score", "sample_distributional", "sample_ddim", "GeneratorModel",
+            "OracleGenerator", "MeanGenerator", "mmd", "mmd2", "energy_distance"]

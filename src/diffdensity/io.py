@@ -9,6 +9,9 @@
      "transform": {...} | null,               # data.Transform.to_config()
      "dataset": "digits", "training": {...}, ...}   # free metadata (save(..., **meta))
 
+A generator model (distributional diffusion, :mod:`diffdensity.distributional`) has ``"kind": "generator"`` and
+no ``parametrization``; its ``net`` is a generator network config.
+
 ``model.safetensors`` holds the network's ``state_dict`` (the EMA weights for trained runs). Loading is strict:
 missing or unexpected keys, wrong shapes, truncated files, bad JSON or unknown schedules raise a ValueError that
 names the file and the problem; nothing is ever partially loaded. Both files are written atomically
@@ -34,7 +37,8 @@ WEIGHTS_NAME = "model.safetensors"
 FORMAT = "diffdensity-model"
 FORMAT_VERSION = 1
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-_RESERVED = ("format", "version", "schedule", "parametrization", "net", "transform")
+_RESERVED = ("format", "version", "schedule", "parametrization", "net", "transform", "kind")
+GENERATOR_KIND = "generator"
 
 
 # ------------------------------------------------------------------------------------------------ atomic files
@@ -116,8 +120,9 @@ def save(model: NetworkModel, path, weights: dict | None = None, **meta) -> Path
     """
     from safetensors.torch import save_file
 
-    if not isinstance(model, NetworkModel):
-        raise ValueError(f"save() needs a diffdensity NetworkModel, got {type(model).__name__}.")
+    generator = getattr(model, "model_kind", None) == GENERATOR_KIND and isinstance(model, nn.Module)
+    if not isinstance(model, NetworkModel) and not generator:
+        raise ValueError(f"save() needs a diffdensity NetworkModel or GeneratorModel, got {type(model).__name__}.")
     net_config = getattr(model.net, "config", None)
     if not isinstance(net_config, dict) or "type" not in net_config:
         raise ValueError(
@@ -139,7 +144,7 @@ def save(model: NetworkModel, path, weights: dict | None = None, **meta) -> Path
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "schedule": model.schedule.config(),
-        "parametrization": model.parametrization,
+        **({"kind": GENERATOR_KIND} if generator else {"parametrization": model.parametrization}),
         "net": net_config,
         "transform": transform.to_config() if transform is not None else None,
         **meta,
@@ -197,10 +202,13 @@ def read_config(folder) -> dict:
         raise ValueError(f"{cfg_path}: not a diffdensity model config (format={cfg.get('format')!r}, expected {FORMAT!r}).")
     if cfg.get("version") != FORMAT_VERSION:
         raise ValueError(f"{cfg_path}: config version {cfg.get('version')!r} is not supported (expected {FORMAT_VERSION}).")
-    missing = [k for k in ("schedule", "parametrization", "net") if k not in cfg]
+    generator = cfg.get("kind") == GENERATOR_KIND
+    if cfg.get("kind") not in (None, GENERATOR_KIND):
+        raise ValueError(f"{cfg_path}: unknown model kind {cfg.get('kind')!r} (expected none or {GENERATOR_KIND!r}).")
+    missing = [k for k in ("schedule", "net") + (() if generator else ("parametrization",)) if k not in cfg]
     if missing:
         raise ValueError(f"{cfg_path}: missing keys {missing}.")
-    if cfg["parametrization"] not in PARAMETRIZATIONS:
+    if not generator and cfg["parametrization"] not in PARAMETRIZATIONS:
         raise ValueError(
             f"{cfg_path}: unknown parametrization {cfg['parametrization']!r}; expected one of {PARAMETRIZATIONS}."
         )
@@ -233,9 +241,15 @@ def _short(items, n=5):
 
 
 def build_model(cfg: dict, source="config") -> NetworkModel:
-    """A freshly initialised NetworkModel (with transform) from a config dict."""
+    """A freshly initialised NetworkModel — or GeneratorModel for ``"kind": "generator"`` — (with transform) from a
+    config dict."""
     from .data.transforms import Transform
     from .nets import build_net
+
+    if cfg.get("kind") == GENERATOR_KIND:
+        from .distributional.generators import GeneratorModel, build_generator_net
+
+        build_net = build_generator_net  # noqa: F811 - a generator's net config names a generator network
     from .schedules import schedule_from_config
 
     try:
@@ -252,6 +266,8 @@ def build_model(cfg: dict, source="config") -> NetworkModel:
             transform = Transform.from_config(cfg["transform"])
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{source}: bad data transform {cfg.get('transform')!r} ({e}).") from None
+    if cfg.get("kind") == GENERATOR_KIND:
+        return GeneratorModel(net, schedule, transform=transform)
     return NetworkModel(net, schedule, cfg["parametrization"], transform=transform)
 
 
@@ -273,7 +289,8 @@ def _check_device(device):
 
 
 def load(path_or_name, device=None) -> NetworkModel:
-    """Load a model folder or a shipped model by name (see :func:`list_models`) -> NetworkModel in eval mode.
+    """Load a model folder or a shipped model by name (see :func:`list_models`) -> NetworkModel (GeneratorModel for
+    a generator folder) in eval mode.
 
     The result has ``.transform`` (data units <-> model space) and ``.config`` (the parsed config.json).
     """

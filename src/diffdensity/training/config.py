@@ -17,6 +17,7 @@ STRUCTURAL = (
     "dataset", "dataset_kwargs", "objective", "net", "preset", "hidden", "depth", "net_kwargs", "schedule",
     "lambda_min", "lambda_max", "parametrization", "weighting", "importance", "is_bins", "is_decay",
     "is_uniform_mix", "batch_size", "lr", "optimizer", "weight_decay", "betas", "warmup", "clip", "ema_decay",
+    "lr_decay", "population", "scoring", "beta", "interaction", "kernel_bandwidth",
     "dequantize", "seed",
 )
 # settings of one invocation, never taken from a stored run
@@ -43,7 +44,8 @@ class TrainConfig:
     dequantize: bool = _f(True, "uniform dequantization of discrete data (x + u, u ~ U[0,1)); "
                           "--no-dequantize trains on the integer values")
     # objective and network
-    objective: str = _f("denoising", "training objective (denoising: the ε-loss in λ)", choices=("denoising",))
+    objective: str = _f("denoising", "training objective (denoising: the ε-loss in λ; distributional: a generator "
+                        "trained with a scoring rule, De Bortoli et al. 2025)", choices=("denoising", "distributional"))
     net: str = _f("auto", "network; auto = the UNet preset of the dataset if there is one, else an MLP",
                   choices=("auto", "mlp", "unet"))
     preset: str | None = _f(None, "UNet preset (cifar10 | digits | patches16); default: the dataset name")
@@ -63,6 +65,12 @@ class TrainConfig:
     is_bins: int = _f(100, "importance-sampler histogram bins")
     is_decay: float = _f(0.99, "importance-sampler EMA decay")
     is_uniform_mix: float = _f(0.0, "weight of a uniform component in the λ proposal")
+    # distributional objective (math.md §3; used only with --objective distributional)
+    population: int = _f(8, "distributional: population m of generator samples per data point")
+    scoring: str = _f("energy", "distributional: scoring rule", choices=("energy", "rbf", "imq"))
+    beta: float = _f(1.0, "distributional: energy-score exponent β in (0, 2]")
+    interaction: float = _f(1.0, "distributional: interaction λ in [0, 1] (β=2, λ=0: the regression baseline)")
+    kernel_bandwidth: float = _f(1.0, "distributional: bandwidth of the rbf / imq kernel score")
     # optimisation
     steps: int | None = _f(None, "optimisation steps (required)")
     batch_size: int = _f(128, "global batch (split over processes)")
@@ -71,6 +79,8 @@ class TrainConfig:
     weight_decay: float = _f(0.0, "weight decay")
     betas: tuple = _f((0.9, 0.999), "Adam betas")
     warmup: int = _f(200, "linear learning-rate warm-up steps")
+    lr_decay: str = _f("none", "after warm-up: none (constant) or cosine (to 0 at the last step)",
+                       choices=("none", "cosine"))
     clip: float | None = _f(1.0, "gradient-norm clip (0 = off)", zero_is_none=True)
     ema_decay: float = _f(0.999, "EMA of the weights (0 = raw weights)")
     # monitoring
@@ -135,7 +145,8 @@ def _check_choices(c: TrainConfig) -> None:
     if not callable(c.weighting) and c.weighting not in WEIGHTINGS:
         raise ValueError(f"weighting={c.weighting!r}; choose one of {sorted(WEIGHTINGS)}.")
     table = {"net": ("auto", "mlp", "unet"), "optimizer": ("adam", "adamw"), "schedule": tuple(SCHEDULES),
-             "dataset": DATASETS, "objective": tuple(OBJECTIVES), "mixed_precision": ("no", "fp16", "bf16")}
+             "dataset": DATASETS, "objective": tuple(OBJECTIVES), "mixed_precision": ("no", "fp16", "bf16"),
+             "lr_decay": ("none", "cosine"), "scoring": ("energy", "rbf", "imq")}
     for name, allowed in table.items():
         if getattr(c, name) not in allowed:
             raise ValueError(f"unknown {name} {getattr(c, name)!r}; choose one of {', '.join(allowed)}.")
@@ -167,6 +178,13 @@ def _check_numbers(c: TrainConfig) -> None:
         raise ValueError(f"ema_decay={c.ema_decay}: need 0 <= decay < 1.")
     if not 0.0 <= c.is_decay < 1.0 or not 0.0 <= c.is_uniform_mix <= 1.0:
         raise ValueError(f"is_decay={c.is_decay}, is_uniform_mix={c.is_uniform_mix}: need 0 <= decay < 1 and a weight in [0, 1].")
+    if isinstance(c.population, bool) or not _is_int(c.population) or c.population < 1:
+        raise ValueError(f"population={c.population!r}: need a positive integer.")
+    if not 0.0 < c.beta <= 2.0 or not 0.0 <= c.interaction <= 1.0 or not c.kernel_bandwidth > 0:
+        raise ValueError(f"beta={c.beta}, interaction={c.interaction}, kernel_bandwidth={c.kernel_bandwidth}: need "
+                         "β in (0, 2], interaction in [0, 1] and a positive bandwidth.")
+    if c.objective == "distributional" and c.interaction > 0 and c.population < 2:
+        raise ValueError(f"interaction={c.interaction} needs population >= 2 (the scoring rule's pair term).")
     if not c.weight_decay >= 0:
         raise ValueError(f"weight_decay={c.weight_decay}: need a non-negative value.")
     if len(c.betas) != 2 or not all(0.0 <= b < 1.0 for b in c.betas):
@@ -233,7 +251,10 @@ def make_net_config(cfg: TrainConfig, ds) -> dict:
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up over ``warmup`` steps, then constant."""
-    if cfg.warmup <= 0:
-        return cfg.lr
-    return cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+    """Linear warm-up over ``warmup`` steps, then constant (``lr_decay="none"``) or a cosine decay to 0 at the last
+    step (``"cosine"``, optax's ``warmup_cosine_decay_schedule``)."""
+    warm = 1.0 if cfg.warmup <= 0 else min(1.0, (step + 1) / cfg.warmup)
+    if getattr(cfg, "lr_decay", "none") == "cosine" and cfg.steps and step >= cfg.warmup:
+        span = max(1, cfg.steps - cfg.warmup)
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - cfg.warmup) / span)))
+    return cfg.lr * warm

@@ -206,4 +206,11 @@ class DenoisingObjective:
         return save(self.model(net), path, **meta)
 
 
-OBJECTIVES = {"denoising": DenoisingObjective.from_config}  # TrainConfig.objective -> factory(cfg)
+def _distributional(cfg):
+    from ..distributional.objective import DistributionalObjective  # imported lazily: no import cycle
+
+    return DistributionalObjective.from_config(cfg)
+
+
+OBJECTIVES = {"denoising": DenoisingObjective.from_config,  # TrainConfig.objective -> factory(cfg)
+              "distributional": _distributional}

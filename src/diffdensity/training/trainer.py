@@ -399,8 +399,11 @@ def _jsonable_config(cfg: TrainConfig) -> dict:
 def train(config: TrainConfig | dict | None = None, callbacks=(), objective=None, **kwargs) -> Path:
     """Train with a :class:`TrainConfig` (or its fields as keyword arguments); returns the run folder.
 
-    ``objective``: an :class:`~diffdensity.training.protocol.Objective` instead of the one ``config.objective`` names.
+    ``objective``: an :class:`~diffdensity.training.protocol.Objective` instead of the one ``config.objective`` names
+    (a string is the config field: ``train(objective="distributional", ...)``).
     """
+    if isinstance(objective, str):
+        kwargs["objective"], objective = objective, None
     if config is None:
         config = TrainConfig(**kwargs)
     elif isinstance(config, dict):
