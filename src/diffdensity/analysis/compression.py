@@ -54,10 +54,13 @@ def compression_vs_logp(model, sets: dict[str, Tensor], logp: dict[str, Tensor] 
     log p with both sizes per set and pooled. With ``out``: compression.json and compression.png (scatter)."""
     if not sets:
         raise ValueError("sets is empty; pass e.g. {'samples': x, 'held-out': y} in model space.")
-    res = {"level": int(level), "sets": {}, "log_prob": settings(log_prob_kw) if logp is None else "given"}
+    given = sorted(logp or {})
+    res = {"analysis": "png", "level": int(level), "sets": {}, "log_prob": settings(log_prob_kw), "logp_given_for": given}
     pooled = {"logp": [], "png": [], "zlib": []}
     for name, x in sets.items():
-        lp = logp[name] if logp is not None else evaluate_log_prob(model, x, log_prob_kw, generator, progress=progress)
+        lp = (logp or {}).get(name)
+        if lp is None:
+            lp = evaluate_log_prob(model, x, log_prob_kw, generator, progress=progress)
         lp = torch.as_tensor(lp).double()
         imgs = to_uint8_images(model, x)
         png, zl = png_size(imgs, level), zlib_size(imgs, level)
