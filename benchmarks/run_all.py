@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["digits_baselines.py", "train_throughput.py", "logdensity.py"]
+SCRIPTS = ["digits_baselines.py", "patches16_baselines.py", "train_throughput.py", "patches16_profile.py", "logdensity.py"]
 
 if __name__ == "__main__":
     quick = [a for a in sys.argv[1:] if a == "--quick"]
@@ -12,6 +12,8 @@ if __name__ == "__main__":
     for name in SCRIPTS:
         print(f"\n######## {name}", flush=True)
         args = [sys.executable, str(HERE / name)] + (quick if name == "logdensity.py" else [])
+        if quick and name == "patches16_profile.py":
+            args.append("--no-compile")
         if subprocess.call(args) != 0:
             failed.append(name)
     if failed:
