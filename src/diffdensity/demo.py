@@ -25,8 +25,9 @@ __all__ = ["run_demo", "DEMO_SETTINGS"]
 # log p of finished digits: Heun on 32 steps with 4 Hutchinson probes (≈ 0.1 bits/dim from dopri5 on digits8)
 DEMO_LOGP = {"divergence": "hutchinson", "n_probes": 4, "solver": "heun", "steps": 32}
 DEMO_SETTINGS = {
-    "full": {"n": 16, "steps": 128, "mixture_n": 1000, "mixture_steps": 512, "n_test": 64, "thresholds": (6.0, 4.0, 2.0),
-             "blur_n": 8, "q": (0.3, 0.5, 0.7), "nfe": (1, 2, 4, 8, 32), "mmd_n": 1024},
+    "full": {"n": 24, "steps": 192, "mixture_n": 1000, "mixture_steps": 512, "n_test": 64,
+             "thresholds": (8.0, 6.0, 4.0, 2.0, 0.0), "blur_n": 8, "q": (0.3, 0.4, 0.5, 0.6), "nfe": (1, 2, 4, 8, 32),
+             "mmd_n": 1024},
     "quick": {"n": 8, "steps": 32, "mixture_n": 256, "mixture_steps": 128, "n_test": 16, "thresholds": (4.0,),
               "blur_n": 4, "q": (0.3, 0.7), "nfe": (1, 4), "mmd_n": 256},
 }
