@@ -38,17 +38,6 @@ def test_sample_unknown_model_is_a_clear_error(tmp_path):
     assert isinstance(res.exception, ValueError) and "shipped models" in str(res.exception)
 
 
-def test_demo_quick(tmp_path):
-    res = CliRunner().invoke(main, ["demo", "--quick", "--out", str(tmp_path)])
-    assert res.exit_code == 0, res.output
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert abs(summary["mixture"]["corrected"]["mean_err"]) < 0.1
-    assert summary["mixture"]["pf_ode_log_prob"]["mean_abs_err"] < 0.01
-    assert 0.5 < summary["digits8"]["bits_per_dim"] < 3.0
-    for f in ("report.md", "mixture_sde_logp.png", "digits8_samples_by_logp.png"):
-        assert (tmp_path / f).is_file()
-
-
 def test_sample_files_are_trustworthy(tmp_path):
     """--model or MODEL; a second call never overwrites the first's folder; data-unit samples are valid integers;
     the JSON records the settings."""

@@ -22,6 +22,7 @@ def test_quick_demo_builds_a_report_that_opens_in_chromium(tmp_path):
         assert not (isinstance(summary.get(panel), dict) and "skipped" in summary[panel]), summary.get(panel)
     mix = summary["mixture"]
     assert mix["corrected"]["mean_abs_error"] < mix["em"]["mean_abs_error"]  # the corrected tracker wins
+    assert abs(mix["corrected"]["mean_error"]) < 0.1
     assert mix["pf_ode_log_prob"]["mean_abs_error"] < 1e-3
     d = summary["digits8"]
     assert 1.0 < d["likelihood"]["bits_per_dim"] < 2.5

@@ -339,7 +339,7 @@ def _read_array(path):
 
 
 @main.command("log-prob")
-@click.argument("model")
+@_model_arg
 @click.option("--data", "data", default=None, help="a .npz/.npy file of samples in model space, or a data set name "
               "(default: the model's own data set, test split)")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test")
@@ -351,14 +351,19 @@ def _read_array(path):
 @click.option("--repeats", type=int, default=1, help="dequantization draws averaged for bits/dim")
 @click.option("--seed", type=int, default=0)
 @click.option("--out", type=click.Path(), default="log_prob.json")
-def log_prob_cmd(model, data, split, n, bpd, divergence, solver, steps, repeats, seed, out):
-    """Log-likelihood (nats) or bits/dim of data under MODEL by the PF-ODE; writes per-example values as JSON."""
+@click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
+def log_prob_cmd(model, model_opt, device, data, split, n, bpd, divergence, solver, steps, repeats, seed, out):
+    """Log-likelihood (nats) or bits/dim of data under MODEL by the PF-ODE; writes per-example values as JSON.
+
+    Example: diffdensity log-prob --model toy2d-moons --data samples/samples.npz --n 64
+    """
     import numpy as np
     import torch
 
     from . import bits_per_dim, load, log_prob
 
-    m = load(model)
+    model = _resolve_model(model, model_opt)
+    m = load(model, device=device)
     g = torch.Generator().manual_seed(seed)
     kw = dict(divergence=divergence, solver=solver, steps=steps, generator=g)
     if data is not None and Path(data).suffix in (".npz", ".npy"):
@@ -496,7 +501,7 @@ def _likelihood_data(spec, model, split, image_size):
 
 
 @main.command("likelihood")
-@click.argument("model")
+@_model_arg
 @click.option("--data", default=None, help="images: a file or folder of PNG/JPEG, a uint8 .npz (array 'x'), a local "
               "CIFAR-10 folder, or a data set name (default: the model's own data set)")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", help="split of a data set / CIFAR-10")
@@ -519,15 +524,17 @@ def _likelihood_data(spec, model, split, image_size):
               help="run a diffusers network under autocast (ODE state and log p stay float32)")
 @click.option("--image-size", type=int, default=None, help="side of image files when the model does not say")
 @click.option("--no-progress", "progress", is_flag=True, flag_value=False, default=None)
-def likelihood_cmd(model, data, split, scheduler, limit, batch_size, levels, repeats, solver, steps, divergence,
+def likelihood_cmd(model, model_opt, data, split, scheduler, limit, batch_size, levels, repeats, solver, steps, divergence,
                    n_probes, rtol, atol, seed, out, device, autocast, image_size, progress):
     """Bits/dim of a whole data set under MODEL (a shipped name, a saved run, or a diffusers folder); writes
     OUT/per_example.npz and OUT/summary.json and resumes an interrupted run.
 
     Several GPUs / processes: `accelerate launch [--num_processes N] -m diffdensity.cli likelihood ...`.
+    Example: diffdensity likelihood --model digits8 --n 64 --out lik
     """
     from . import evaluate_bits_per_dim
 
+    model = _resolve_model(model, model_opt)
     try:
         m = _likelihood_model(model, scheduler, autocast, device)
         x, data_levels = _likelihood_data(data, m, split, image_size)
@@ -698,7 +705,7 @@ def _float_list(ctx, param, value):
 
 
 @main.command("guide")
-@click.argument("model")
+@_model_arg
 @click.option("--q", "qs", default="0.3,0.4,0.5,0.6,0.7", callback=_float_list,
               help="log-density quantiles (higher q = higher log p, for prior and density guidance alike)")
 @click.option("--n", "n", type=int, default=32, help="samples per q (the same latents for every q)")
@@ -710,7 +717,8 @@ def _float_list(ctx, param, value):
               help="divergence of the log-p evaluation")
 @click.option("--seed", type=int, default=0)
 @click.option("--out", type=click.Path(), default="guide_out", help="output folder")
-def guide_cmd(model, qs, n, steps, noise, eval_steps, divergence, seed, out):
+@click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
+def guide_cmd(model, model_opt, device, qs, n, steps, noise, eval_steps, divergence, seed, out):
     """q sweep of density guidance beside prior guidance (and optionally stochastic density guidance) on MODEL:
     per q a sample grid and the mean log p (model space, PF-ODE encoder); OUT/guidance.json, OUT/logp_vs_q.png and
     a grid per sampler.
@@ -722,8 +730,8 @@ def guide_cmd(model, qs, n, steps, noise, eval_steps, divergence, seed, out):
     from . import load
     from .analysis import guidance_sweep
 
-    m = load(model)
-    g = torch.Generator().manual_seed(seed)
+    m = load(_resolve_model(model, model_opt), device=device)
+    g = torch.Generator(device=device).manual_seed(seed)
     x_T = m.schedule.sample_prior((n, *_model_shape(m)), generator=g)
     res = guidance_sweep(m, x_T, qs, steps=steps, noise=None if noise == "none" else noise,
                          log_prob_kw={"divergence": divergence, "solver": "euler", "steps": eval_steps}, generator=g,
@@ -738,14 +746,15 @@ def guide_cmd(model, qs, n, steps, noise, eval_steps, divergence, seed, out):
 
 
 @main.command("align")
-@click.argument("model")
+@_model_arg
 @click.option("--n", "n", type=int, default=128, help="number of latents")
 @click.option("--lambda-target", type=float, default=1.0, help="the target λ of the flow (the reference uses 1)")
 @click.option("--steps", type=int, default=1024, help="Euler steps of both estimators")
 @click.option("--n-probes", type=int, default=1, help="Hutchinson probes per step of Eq 13")
 @click.option("--seed", type=int, default=0)
 @click.option("--out", type=click.Path(), default="align_out", help="output folder")
-def align_cmd(model, n, lambda_target, steps, n_probes, seed, out):
+@click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
+def align_cmd(model, model_opt, device, n, lambda_target, steps, n_probes, seed, out):
     """Score alignment of MODEL over N latents by Eq 12 (with the target score) and Eq 13 (without: Hutchinson),
     their correlation and the fraction of latents with SA > 0; OUT/summary.json, OUT/alignment.npz, OUT/alignment.png."""
     import numpy as np
@@ -753,8 +762,9 @@ def align_cmd(model, n, lambda_target, steps, n_probes, seed, out):
 
     from . import alignment_fraction, load, score_alignment
 
-    m = load(model)
-    g = torch.Generator().manual_seed(seed)
+    model = _resolve_model(model, model_opt)
+    m = load(model, device=device)
+    g = torch.Generator(device=device).manual_seed(seed)
     x_T = m.schedule.sample_prior((n, *_model_shape(m)), generator=g)
     with_score = score_alignment(m, x_T, lambda_target, "score", steps=steps)
     without = score_alignment(m, x_T, lambda_target, "no_score", steps=steps, generator=g, n_probes=n_probes)
@@ -921,10 +931,6 @@ def distributional_sample_cmd(model, steps, n, churn, spacing, seed, out):
     click.echo(str(outp / "samples.npz"))
 
 
-if __name__ == "__main__":
-    main()
-
-
 # ------------------------------------------------------------------------------------ report
 @main.command("report")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
@@ -999,3 +1005,7 @@ def reproduce_cmd(experiment, model, n, steps, seed, device, out):
         (out / "alignment.json").write_text(json.dumps({"correlation": corr, "eq12": a.tolist(), "eq13": b.tolist(),
                                                         "fraction_eq12": alignment_fraction(a)}, indent=2))
     click.echo(f"-> {out}")
+
+
+if __name__ == "__main__":
+    main()
