@@ -23,7 +23,7 @@ TESTS = str(Path(__file__).resolve().parent)
 
 # The script run by the subprocess tests: an exact mixture model on integer data, evaluated into OUT.
 SCRIPT = """
-import json, sys, time
+import json, os, sys, time
 import torch
 sys.path.insert(0, {tests!r})
 import diffdensity as dd
@@ -43,7 +43,8 @@ class Slow:  # the same model, slowed down so that the test can kill it mid-run
 kw = dict(solver="dopri5") if slow == 0 else dict(solver="euler", steps=40, divergence="exact")
 r = dd.evaluate_bits_per_dim(Slow() if slow else m, x.to(torch.uint8), batch_size=4, out=out, seed=3,
                              model_name="mixture", progress=False, **kw)
-print(json.dumps({{k: r[k] for k in ("mean", "n", "batches_computed", "batches_resumed", "processes")}}))
+if int(os.environ.get("RANK", "0")) == 0:  # every rank holds the gathered result; one prints (no interleaved lines)
+    print(json.dumps({{k: r[k] for k in ("mean", "n", "batches_computed", "batches_resumed", "processes")}}), flush=True)
 """
 
 

@@ -566,6 +566,8 @@ def _analysis_common(f):
         click.option("--logp-solver", type=click.Choice(["euler", "heun", "dopri5"]), default="heun"),
         click.option("--logp-steps", type=int, default=64),
         click.option("--no-progress", "progress", is_flag=True, flag_value=False, default=None),
+        click.option("--device", default="cpu", expose_value=False, help="cpu | cuda | cuda:N",
+                     callback=lambda ctx, param, value: ctx.meta.__setitem__("device", value)),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -578,8 +580,9 @@ def _analysis_setup(model, n, seed, logp_divergence, logp_probes, logp_solver, l
     from . import load
 
     torch.manual_seed(seed)
-    m = load(model)
-    g = torch.Generator().manual_seed(seed)
+    device = click.get_current_context().meta.get("device", "cpu")
+    m = load(model, device=device)
+    g = torch.Generator(device=device).manual_seed(seed)
     kw = {"divergence": logp_divergence, "solver": logp_solver, "steps": logp_steps}
     if logp_divergence == "hutchinson":
         kw["n_probes"] = logp_probes
@@ -595,7 +598,8 @@ def _held_out(m, n):
     if not cfg.get("dataset"):
         raise click.UsageError("this model names no data set; the analysis needs held-out data.")
     ds = load_dataset(cfg["dataset"], **cfg.get("dataset_kwargs", {}))
-    return ds.transform.forward(ds.test[:n].float())  # the integer images themselves (no dequantization noise)
+    device = click.get_current_context().meta.get("device", "cpu")  # the integer images themselves (no dequantization)
+    return ds.transform.forward(ds.test[:n].float()).to(device)
 
 
 def _done(out, names):
