@@ -45,6 +45,12 @@ def per_sample(v: Tensor, x: Tensor) -> Tensor:
     return v.expand(x.shape[0]) if v.numel() == 1 else v
 
 
+def check_choice(value, name: str, choices) -> None:
+    """ValueError unless ``value`` is one of ``choices`` (the message lists them)."""
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}; choose one of {tuple(choices)}.")
+
+
 def check_count(v, name: str, allow_none: bool = False) -> None:
     """ValueError unless v is a positive integer (bools are refused: ``steps=True`` is a mistake)."""
     if v is None and allow_none:

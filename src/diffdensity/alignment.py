@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.func import jvp
 
-from ._checks import at, check_count, flat_dot, flat_sq
+from ._checks import at, check_choice, check_count, flat_dot, flat_sq
 from .evaluation import make_probes
 from .integrate import ODE_SOLVERS, prepare
 from .solvers import odeint, odeint_adaptive
@@ -96,12 +96,9 @@ def score_alignment(model, x_T: Tensor, lambda_max: float, method: str = "score"
     ``"no_score"`` Eq 13 with ⟨∇div u, v⟩ by ``divergence`` ("hutchinson": ``n_probes`` fresh Rademacher probes
     per evaluation from ``generator``; "exact": D + 1 reverse-mode passes). v₀ = the model's score at λ_min (``prior="model"``, as
     the reference) or the Gaussian prior's −x/σ_T² (``"gaussian"``). ``return_state`` also returns (x, v)."""
-    if method not in SA_METHODS:
-        raise ValueError(f"method={method!r}; choose one of {SA_METHODS}.")
-    if prior not in _PRIORS:
-        raise ValueError(f"prior={prior!r}; choose one of {_PRIORS}.")
-    if solver not in ODE_SOLVERS:
-        raise ValueError(f"solver={solver!r}; choose one of {ODE_SOLVERS}.")
+    check_choice(method, "method", SA_METHODS)
+    check_choice(prior, "prior", _PRIORS)
+    check_choice(solver, "solver", ODE_SOLVERS)
     if method == "no_score" and divergence not in ("exact", "hutchinson"):
         raise ValueError(f"divergence={divergence!r}; choose 'exact' or 'hutchinson'.")
     if solver != "dopri5":

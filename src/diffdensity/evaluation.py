@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ._checks import check_count, flat_dot
+from ._checks import check_choice, check_count, flat_dot
 
 __all__ = ["Eval", "Divergence", "DIVERGENCES", "NEEDS", "evaluate", "make_probes", "score_and_divergence", "auto_chunk"]
 
@@ -66,12 +66,9 @@ class Divergence:
     def __init__(self, kind: str = "exact", *, n_probes: int = 1, probe: str = "rademacher", generator=None,
                  chunk_size: int | str | None = "auto", mode: str = "vjp", fixed: bool = True,
                  probes: Tensor | None = None):
-        if kind not in DIVERGENCES:
-            raise ValueError(f"divergence={kind!r}; choose one of {DIVERGENCES}.")
-        if mode not in _MODES:
-            raise ValueError(f"mode={mode!r}; choose one of {_MODES}.")
-        if probe not in _PROBES:
-            raise ValueError(f"probe={probe!r}; choose one of {_PROBES}.")
+        check_choice(kind, "divergence", DIVERGENCES)
+        check_choice(mode, "mode", _MODES)
+        check_choice(probe, "probe", _PROBES)
         check_count(n_probes, "n_probes")
         if n_probes > MAX_PROBES:
             raise ValueError(f"n_probes={n_probes}: more than {MAX_PROBES} Hutchinson probes costs more than the exact "

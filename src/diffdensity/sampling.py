@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .adapters import warn_if_guided
-from ._checks import check_count
+from ._checks import check_choice, check_count
 from .dynamics import HDODE, PFODE, ReverseSDE
 from .evaluation import Divergence
 from .integrate import ODE_SOLVERS, Samples, integrate_ode, integrate_sde, prepare
@@ -49,8 +49,7 @@ def sample_sde(model, x_T: Tensor, steps: int = 1024, track_logp: bool = True, t
     (Theorem 1 of Karczewski et al. 2025a). ``tracker="corrected"`` (default) is math.md §1.2b; ``"em"`` is
     the reference code's plain Euler–Maruyama on the augmented SDE. ``dw`` fixes the Brownian increments.
     ``grid``: λ values (e.g. a model's own discrete timesteps) or a kind ("lambda" default, "t", "sigma", "edm")."""
-    if tracker not in TRACKERS:
-        raise ValueError(f"tracker={tracker!r}; choose one of {TRACKERS}.")
+    check_choice(tracker, "tracker", TRACKERS)
     prepare(model, x_T)
     if track_logp:
         warn_if_guided(model)
@@ -123,10 +122,8 @@ def sample_hd(model, x_T: Tensor, threshold, steps: int = 1024, first: str = "od
     solver="dopri5" the ODE legs choose their own steps. ``dw`` fixes the SDE leg's Brownian increments; ``prior``
     (default: the schedule's Gaussian) gives log p(x_T). ``nfe`` is the two legs' score evaluations summed.
     """
-    if first not in FIRST_LEGS:
-        raise ValueError(f"first={first!r}; choose one of {FIRST_LEGS}.")
-    if solver not in ODE_SOLVERS:
-        raise ValueError(f"solver={solver!r}; choose one of {ODE_SOLVERS}.")
+    check_choice(first, "first", FIRST_LEGS)
+    check_choice(solver, "solver", ODE_SOLVERS)
     prepare(model, x_T)
     if track_logp:
         warn_if_guided(model)

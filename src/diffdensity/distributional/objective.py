@@ -90,11 +90,9 @@ class DistributionalObjective:
                    cfg.weighting, lambda ds: generator_net_config(cfg, ds))
 
     def setup(self, dataset):
-        self.transform, self.levels = dataset.transform, dataset.levels
-        config = self.net_config(dataset) if callable(self.net_config) else self.net_config
-        if config is None:
-            raise ValueError("DistributionalObjective needs net_config (a generator net config or dataset -> config).")
-        return build_generator_net(config)
+        from ..training.protocol import net_config_for
+
+        return build_generator_net(net_config_for(self, dataset))
 
     def model(self, net) -> GeneratorModel:
         return GeneratorModel(net, self.schedule, transform=self.transform)

@@ -148,12 +148,9 @@ class DenoisingObjective:
 
     def setup(self, dataset):
         from ..nets import build_net
+        from .protocol import net_config_for
 
-        self.transform, self.levels = dataset.transform, dataset.levels
-        config = self.net_config(dataset) if callable(self.net_config) else self.net_config
-        if config is None:
-            raise ValueError("DenoisingObjective needs net_config (a nets.build_net config or dataset -> config).")
-        return build_net(config)
+        return build_net(net_config_for(self, dataset))
 
     def model(self, net):
         from ..models import NetworkModel

@@ -14,7 +14,7 @@ from typing import Callable, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Objective", "Shard"]
+__all__ = ["Objective", "Shard", "net_config_for"]
 
 
 @dataclass
@@ -73,3 +73,13 @@ class Objective(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+def net_config_for(objective, dataset) -> dict:
+    """An objective's network config for ``dataset`` (its ``net_config``: a dict or dataset -> dict); records the
+    data set's transform and levels on the objective (for its model and evaluation hooks)."""
+    objective.transform, objective.levels = dataset.transform, dataset.levels
+    config = objective.net_config(dataset) if callable(objective.net_config) else objective.net_config
+    if config is None:
+        raise ValueError(f"{type(objective).__name__} needs net_config (a network config or dataset -> config).")
+    return config
