@@ -31,11 +31,14 @@ slow: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/diffdensity demo --out demo_out
 
+PEERS := k-diffusion flow_matching torchsde trampoline  # the `bench` extra, with --no-deps: torch untouched
+
 bench: $(STAMP)
-	$(PY) -m pip install -q --no-deps k-diffusion flow_matching torchsde trampoline  # the `bench` extra, torch untouched
+	$(PY) -m pip install -q --no-deps $(PEERS)
 	$(PY) benchmarks/run_all.py
 
 bench-record: $(STAMP)
+	$(PY) -m pip install -q --no-deps $(PEERS)
 	DIFFDENSITY_BENCH_RECORD=1 $(PY) benchmarks/run_all.py
 
 clean:
