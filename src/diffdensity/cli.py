@@ -61,6 +61,16 @@ def _parse_kv(ctx, param, values):
     return out
 
 
+def _csv(kind):
+    """A click callback: comma-separated values of ``kind`` -> tuple."""
+    def parse(ctx, param, value):
+        try:
+            return tuple(kind(v) for v in str(value).split(",") if v.strip())
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: expected comma-separated numbers", ctx=ctx, param=param) from None
+    return parse
+
+
 # ------------------------------------------------------------------------------------ train: options from TrainConfig
 def _field_default(f):
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
@@ -701,16 +711,9 @@ def analyze_ode_sde(models, steps, n, seed, out, logp_divergence, logp_probes, l
 
 # --- guidance and score alignment (math.md §2) -------------------------------------------------------------------
 
-def _float_list(ctx, param, value):
-    try:
-        return [float(v) for v in str(value).split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: give comma-separated numbers, e.g. 0.3,0.5,0.7") from None
-
-
 @main.command("guide")
 @_model_arg
-@click.option("--q", "qs", default="0.3,0.4,0.5,0.6,0.7", callback=_float_list,
+@click.option("--q", "qs", default="0.3,0.4,0.5,0.6,0.7", callback=_csv(float),
               help="log-density quantiles (higher q = higher log p, for prior and density guidance alike)")
 @click.option("--n", "n", type=int, default=32, help="samples per q (the same latents for every q)")
 @click.option("--steps", type=int, default=64, help="Euler steps of the guided samplers")
@@ -815,15 +818,6 @@ def _recipe_defaults(command):
         if p.name in PAPER_RECIPE:
             p.default = PAPER_RECIPE[p.name]
     return command
-
-
-def _csv(kind):
-    def parse(ctx, param, value):
-        try:
-            return tuple(kind(v) for v in str(value).split(",") if v.strip())
-        except ValueError:
-            raise click.BadParameter(f"{value!r}: expected comma-separated numbers", ctx=ctx, param=param) from None
-    return parse
 
 
 @distributional_group.command("train")

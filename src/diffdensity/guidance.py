@@ -26,6 +26,7 @@ from ._checks import at, bcast, check_count, flat_dot, flat_sq, per_sample
 from .dynamics import Dynamics, ProjectedNoise
 from .evaluation import Divergence, Eval
 from .integrate import ODE_SOLVERS, Samples, integrate_ode, integrate_sde, prepare
+from .sampling import _prior_logp
 
 __all__ = ["InfeasibleGuidance", "DensityGuidedODE", "StochasticDensityGuided", "NOISE_PRESETS", "guidance_quantile",
            "prior_rescale", "median_rescale", "sample_prior_guided", "sample_density_guided",
@@ -185,10 +186,6 @@ def _phi_fn(noise) -> Callable:
         return noise
     raise TypeError(f"noise must be a preset name {sorted(NOISE_PRESETS)}, a number or a callable λ ↦ φ̃(λ); "
                     f"got {type(noise).__name__}.")
-
-
-def _prior_logp(sch, x, track, prior):
-    return (prior or sch.prior_log_prob)(x) if track else None
 
 
 def _run_guided(run: Callable[[float, bool], Samples], q: float, n: int, search: bool, bisect_iters: int) -> Samples:
