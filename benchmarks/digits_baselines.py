@@ -49,35 +49,44 @@ def gaussian_bpd(train: torch.Tensor, test: torch.Tensor, repeats: int, ridge: f
     return -(total / repeats) / (test.shape[1] * math.log(2))
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--alpha", type=float, default=1.0, help="Laplace smoothing of the histograms")
+def baseline_args(description: str, **extra) -> argparse.Namespace:
+    """The baselines' command line (shared by the digits and patches16 scripts)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--alpha", type=float, default=1.0, help="Laplace smoothing of the histograms (add-one)")
     ap.add_argument("--ridge", type=float, default=1e-6, help="added to the covariance diagonal")
     ap.add_argument("--repeats", type=int, default=10, help="dequantization draws for the Gaussian")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "digits_baselines.json"))
-    args = ap.parse_args()
-    ds = load_dataset("digits")
+    for name, default in extra.items():
+        ap.add_argument(f"--{name}", type=type(default), default=default)
+    ap.add_argument("--out", default=None, help="JSON path (default: results/latest/, or results/ when recording)")
+    return ap.parse_args()
+
+
+def run_baselines(dataset: str, description: str, args, name: str) -> dict:
+    """Both baselines on ``dataset``'s split in dequantized bits/dim: print the table, write JSON, return the rows."""
+    ds = load_dataset(dataset)
     levels = ds.levels
     train, test = ds.train.reshape(len(ds.train), -1), ds.test.reshape(len(ds.test), -1)
     rows = {}
-    for name, bpd in (
+    for label, bpd in (
         ("independent per-pixel histograms", histogram_bpd(train, test, levels, args.alpha)),
         ("full-covariance Gaussian", gaussian_bpd(train, test, args.repeats, args.ridge, args.seed)),
     ):
-        rows[name] = {"test_bpd": float(bpd.mean()), "stderr": float(bpd.std() / math.sqrt(len(bpd)))}
-    print(f"digits: {len(train)} train / {len(test)} test, {train.shape[1]} dims, {levels} levels, uniform dequantization")
+        rows[label] = {"test_bpd": float(bpd.mean()), "stderr": float(bpd.std() / math.sqrt(len(bpd)))}
+    print(f"{dataset}: {len(train)} train / {len(test)} test, {train.shape[1]} dims, {levels} levels, "
+          "uniform dequantization")
     print(f"{'baseline':36s} {'held-out bits/dim':>18s}")
-    for name, r in rows.items():
-        print(f"{name:36s} {r['test_bpd']:>10.4f} ± {r['stderr']:.4f}")
-    save("digits_baselines", {
-        "dataset": "digits (sklearn, split of diffdensity.data.load_dataset('digits'))",
-        "levels": levels,
-        "n_train": len(train),
-        "n_test": len(test),
-        "settings": vars(args),
-        "baselines": rows,
-    }, args.out)
+    for label, r in rows.items():
+        print(f"{label:36s} {r['test_bpd']:>10.4f} ± {r['stderr']:.4f}")
+    save(name, {"dataset": description, "levels": levels, "n_train": len(train), "n_test": len(test),
+                "settings": vars(args), "baselines": rows}, args.out)
+    return rows
+
+
+def main():
+    args = baseline_args(__doc__)
+    run_baselines("digits", "digits (sklearn, split of diffdensity.data.load_dataset('digits'))", args,
+                  "digits_baselines")
 
 
 if __name__ == "__main__":

@@ -13,52 +13,22 @@ Usage: python benchmarks/patches16_baselines.py  (prints a table, writes benchma
 """
 from __future__ import annotations
 
-import argparse
-import math
 import sys
 from pathlib import Path
 
 import torch
 
-from diffdensity.data import load_dataset
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import save  # noqa: E402
-from digits_baselines import gaussian_bpd, histogram_bpd  # noqa: E402
+from digits_baselines import baseline_args, run_baselines  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--alpha", type=float, default=1.0, help="Laplace smoothing of the histograms (add-one)")
-    ap.add_argument("--ridge", type=float, default=1e-6, help="added to the covariance diagonal")
-    ap.add_argument("--repeats", type=int, default=10, help="dequantization draws for the Gaussian")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "patches16_baselines.json"))
-    args = ap.parse_args()
+    args = baseline_args(__doc__, threads=1)
     torch.set_num_threads(args.threads)
-    ds = load_dataset("patches16")
-    levels = ds.levels
-    train, test = ds.train.reshape(len(ds.train), -1), ds.test.reshape(len(ds.test), -1)
-    rows = {}
-    for name, bpd in (
-        ("independent per-pixel histograms", histogram_bpd(train, test, levels, args.alpha)),
-        ("full-covariance Gaussian", gaussian_bpd(train, test, args.repeats, args.ridge, args.seed)),
-    ):
-        rows[name] = {"test_bpd": float(bpd.mean()), "stderr": float(bpd.std() / math.sqrt(len(bpd)))}
-    print(f"patches16: {len(train)} train / {len(test)} test, {train.shape[1]} dims, {levels} levels, uniform dequantization")
-    print(f"{'baseline':36s} {'held-out bits/dim':>18s}")
-    for name, r in rows.items():
-        print(f"{name:36s} {r['test_bpd']:>10.4f} ± {r['stderr']:.4f}")
-    save("patches16_baselines", {
-        "dataset": "patches16 (diffdensity.data.load_dataset('patches16'): 16×16 RGB crops, 4× downscaled photos; "
-                   "train: astronaut, coffee, rocket, motorcycle_left, china; test: chelsea, flower)",
-        "levels": levels,
-        "n_train": len(train),
-        "n_test": len(test),
-        "settings": vars(args),
-        "baselines": rows,
-    }, args.out)
+    run_baselines("patches16", "patches16 (diffdensity.data.load_dataset('patches16'): 16×16 RGB crops, 4× downscaled "
+                  "photos; train: astronaut, coffee, rocket, motorcycle_left, china; test: chelsea, flower)", args,
+                  "patches16_baselines")
 
 
 if __name__ == "__main__":

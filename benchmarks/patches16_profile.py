@@ -54,7 +54,7 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (compilation takes minutes)")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "patches16_profile.json"))
+    ap.add_argument("--out", default=None, help="JSON path (default: results/latest/, or results/ when recording)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = []

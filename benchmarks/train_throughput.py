@@ -77,7 +77,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--quick", action="store_true", help="skip the CIFAR-10 preset")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "train_throughput.json"))
+    ap.add_argument("--out", default=None, help="JSON path (default: results/latest/, or results/ when recording)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
