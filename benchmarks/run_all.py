@@ -12,7 +12,8 @@ if __name__ == "__main__":
     failed = []
     for name in SCRIPTS:
         print(f"\n######## {name}", flush=True)
-        args = [sys.executable, str(HERE / name)] + (quick if name in ("logdensity.py", "peers.py", "integration.py") else [])
+        takes_quick = ("logdensity.py", "peers.py", "integration.py", "divergence_cost.py")
+        args = [sys.executable, str(HERE / name)] + (quick if name in takes_quick else [])
         if quick and name == "patches16_profile.py":
             args.append("--no-compile")
         if subprocess.call(args) != 0:

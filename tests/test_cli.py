@@ -57,3 +57,52 @@ def test_sample_files_are_trustworthy(tmp_path):
     assert r.invoke(main, ["sample", "--model", "digits8", "--method", "ode", "--n", "4", "--steps", "8",
                            "--seed", "3", "--out", str(again)]).exit_code == 0
     assert np.array_equal(np.load(again / "samples.npz")["x"], arr["x"])  # same seed, same files
+
+
+def _leaves(cmd, path=()):
+    import click
+
+    if isinstance(cmd, click.Group):
+        for name, sub in cmd.commands.items():
+            yield from _leaves(sub, (*path, name))
+    else:
+        yield " ".join(path), cmd
+
+
+# commands that take no model (they list, build a page from files, or train a new model) and so no --model
+NO_MODEL = {"models": {"--model", "--seed", "--device", "--out"}, "report": {"--model", "--seed", "--device"},
+            "train": {"--model"}, "distributional train": {"--model"}, "distributional sweep": {"--model"}}
+
+
+def test_every_sub_command_takes_model_seed_device_out():
+    """The issue's contract: --model (or a MODEL argument), --seed, --device and --out on every sub-command."""
+    for name, cmd in _leaves(main):
+        opts = {o for p in cmd.params for o in getattr(p, "opts", [])}
+        if any(p.name in ("model", "models") for p in cmd.params):  # MODEL / MODELS arguments count as --model
+            opts.add("--model")
+        missing = {"--model", "--seed", "--device", "--out"} - opts - NO_MODEL.get(name, set())
+        assert not missing, f"{name} lacks {missing}"
+        assert "Example: diffdensity " in (cmd.help or ""), f"{name}: --help needs an example"
+
+
+def test_train_device_option(tmp_path):
+    """--device cpu is --cpu; a GPU index is refused with the way to choose one (accelerate picks the device)."""
+    from diffdensity.cli import options_to_config_dict, train_cmd
+
+    ctx = train_cmd.make_context("train", ["--device", "cpu", "--steps", "1", "--out", str(tmp_path / "r")])
+    assert options_to_config_dict(ctx, ctx.params)["cpu"] is True
+    ctx = train_cmd.make_context("train", ["--steps", "1", "--out", str(tmp_path / "r")])
+    assert options_to_config_dict(ctx, ctx.params)["cpu"] is False
+    res = CliRunner().invoke(main, ["train", "--device", "tpu", "--steps", "1", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "not a torch device" in res.output
+
+
+def test_distributional_sample_same_files_for_the_same_seed_with_device(tmp_path):
+    runs = []
+    for i, extra in enumerate(([], ["--device", "cpu"])):
+        out = tmp_path / f"s{i}"
+        res = CliRunner().invoke(main, ["distributional", "sample", "checkerboard-distributional", "--steps", "2",
+                                        "--n", "64", "--seed", "3", "--out", str(out), *extra])
+        assert res.exit_code == 0, res.output
+        runs.append(np.load(out / "samples.npz"))
+    assert np.array_equal(runs[0]["z"], runs[1]["z"]) and runs[0]["z"].shape == (64, 2)

@@ -183,3 +183,27 @@ def test_bits_per_dim_casts_integer_data_to_the_network_dtype():
     b = dd.bits_per_dim(model, x64.to(torch.uint8), levels=17, solver="euler", steps=8,
                         generator=torch.Generator().manual_seed(0))
     assert a.dtype == torch.float32 and torch.equal(a, b) and torch.isfinite(a).all()
+
+
+@pytest.mark.parametrize("name,gain", [("VP", 1.0), ("VE", 4.0), ("FlowMatching", 4.0)])
+def test_default_euler_grid_beats_the_uniform_lambda_grid(name, gain):
+    """Issue 15's target at 64 Euler steps (D = 64 §1.2b oracle, exact divergence, float32 like a network): the default
+    grid, stepping variable and trapezoid log-density quadrature are ≥ 4× more accurate than plain Euler on a
+    uniform-λ grid for VE and flow matching, and no worse for VP (measured 1.00× / 4.27× / 4.72×, n = 64)."""
+    from diffdensity.dynamics import PFODE
+    from diffdensity.integrate import integrate_ode
+
+    s = getattr(dd, name)()
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(4, 64, generator=g, dtype=torch.float64)
+    mu = mu / mu.norm(dim=1, keepdim=True) * 0.5 * 8
+    m = dd.GaussianMixture(mu, torch.full((4,), 0.3, dtype=torch.float64)).to(torch.float32).diffused(s)
+    x = m.sample(64, s.lambda_max, generator=g)
+    exact = m.log_prob(x, s.lambda_max).double()
+    lp, nfe = dd.log_prob(m, x, divergence="exact", solver="euler", steps=64, return_nfe=True)
+    plain = integrate_ode(m, PFODE(s), x, s.lambda_max, s.lambda_min, track=True, solver="euler", steps=64,
+                          grid="lambda", time="lambda", divergence="exact", quadrature="rectangle")
+    err_default = (lp.double() - exact).abs().mean()
+    err_plain = (s.prior_log_prob(plain.x).double() - plain.logp.double() - exact).abs().mean()
+    assert nfe == plain.nfe == 64
+    assert err_plain >= gain * err_default, (err_plain.item(), err_default.item())

@@ -40,6 +40,30 @@ def test_fixed_step_orders(method, order):
     assert abs(fitted_order(hs, errs) - order) < 0.2
 
 
+def test_euler_trapezoid_quadrature_is_second_order_in_its_variable():
+    """With an exact state (dx/dτ = 1, x = τ) the integral q = ∫ x⁴ du, u = τ², accumulates by the trapezoid rule in
+    u (the change of variable through dτ/du = 1/(2τ)): error order 2, against order 1 for Euler's rectangle rule,
+    at one evaluation per step. The last step keeps the rectangle rule; its share is taken out to see the order."""
+    f = lambda tau, y: (torch.ones_like(y[0]), y[0] ** 4 * 2 * tau)  # dq/dτ = x⁴ du/dτ
+    hs, trap, rect = [], [], []
+    for n in (16, 32, 64, 128):
+        taus = torch.linspace(1.0, 2.0, n + 1, dtype=torch.float64)
+        y0 = (torch.tensor([1.0], dtype=torch.float64), torch.tensor([0.0], dtype=torch.float64))
+        sol = odeint(f, y0, taus, "euler", quadrature=(1, taus**2, 1 / (2 * taus)))
+        ref = odeint(f, y0, taus, "euler")
+        assert sol.nfe == ref.nfe == n and torch.equal(sol.y[0], ref.y[0])  # the state is plain Euler
+        exact = (2.0**6 - 1.0) / 3  # ∫ 2τ⁵ dτ from 1 to 2
+        a = 2.0 - 1.0 / n  # the last step: rectangle in τ from a to 2, against its exact share
+        last, last_exact = (1.0 / n) * 2 * a**5, (2.0**6 - a**6) / 3
+        hs.append(1.0 / n)
+        trap.append(abs((sol.y[1].item() - last) - (exact - last_exact)))
+        rect.append(abs(ref.y[1].item() - exact))
+    assert abs(fitted_order(hs, trap) - 2.0) < 0.2 and abs(fitted_order(hs, rect) - 1.0) < 0.2
+    assert trap[-1] < 1e-3 < rect[-1]
+    with pytest.raises(ValueError, match="quadrature"):
+        odeint(f, y0, taus, "heun", quadrature=(1, taus, torch.ones_like(taus)))
+
+
 def test_decreasing_grid_inverts():
     f = lambda lam, y: (-y[0],)
     fwd = odeint(f, (torch.tensor([1.0], dtype=torch.float64),), torch.linspace(0, 1, 2001, dtype=torch.float64), "heun")

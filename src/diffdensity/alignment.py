@@ -142,7 +142,8 @@ def prior_guidance_identity(model, x_T: Tensor, lambda_max: float, c: float = 1.
 
     sch = model.schedule
     lam0, lam1 = sch.lambda_min, float(lambda_max)
-    kw = dict(rtol=rtol, atol=atol) if solver == "dopri5" else dict(steps=steps)
+    # Euler: the rectangle rule, the discretised integral whose exact derivative Eq 13 computes
+    kw = dict(rtol=rtol, atol=atol) if solver == "dopri5" else dict(steps=steps, quadrature="rectangle")
 
     def F(y):
         out = integrate_ode(model, PFODE(sch), y, lam0, lam1, track=log_prob is None,

@@ -148,6 +148,8 @@ def options_to_config_dict(ctx, opts: dict) -> dict:
         d = {k: (v if k in given or k in RUN_CONTROL else stored.get(k, v)) for k, v in d.items()}
     elif d["resume"]:
         click.echo(f"--resume: no checkpoint in {d['out']} yet, starting a new run", err=True)
+    if ctx.meta.get("train_device") == "cpu":
+        d["cpu"] = True
     return d
 
 
@@ -162,14 +164,39 @@ def _merge_aliases(ctx, f, opts, aliases) -> dict:
     return {**value, **opts[f.name]}
 
 
+def _train_device(command):
+    """--device for training: cpu (= --cpu) or cuda (accelerate's GPU, one per process under `accelerate launch`)."""
+    def remember(ctx, param, value):
+        if value is None:
+            return
+        from .io import _check_device
+
+        try:
+            dev = _check_device(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
+        if dev.type not in ("cpu", "cuda"):
+            raise click.BadParameter(f"{value!r}: training runs on cpu or cuda.")
+        if dev.index is not None:
+            raise click.BadParameter(f"{value!r}: accelerate chooses the GPU; pick one with CUDA_VISIBLE_DEVICES="
+                                     f"{dev.index} (or `accelerate launch --gpu_ids {dev.index}`) and pass --device cuda.")
+        ctx.meta["train_device"] = dev.type
+
+    return click.option("--device", default=None, expose_value=False, callback=remember,
+                        help="cpu | cuda (default: a GPU when present; cpu is the same as --cpu)")(command)
+
+
 @main.command("train")
 @train_options
+@_train_device
 @click.pass_context
 def train_cmd(ctx, **opts):
     """Train a diffusion model into the run folder OUT (load the result with dd.load(OUT)); --steps and --out are
     required. OUT must not hold an earlier run unless --resume (continue it) or --overwrite (start over).
 
     Multi-process / multi-GPU: `accelerate launch [--num_processes N] [--cpu] -m diffdensity.cli train ...`.
+
+    Example: diffdensity train --dataset digits --net unet --preset digits --steps 2000 --out runs/digits
     """
     from .training import TrainConfig, train
 
@@ -192,7 +219,10 @@ def _model_shape(model):
 
 @main.command("models")
 def models_cmd():
-    """List the shipped pretrained models."""
+    """List the shipped pretrained models (load one with dd.load(NAME); its card: MODEL/README.md).
+
+    Example: diffdensity models
+    """
     from . import list_models
 
     for name in list_models():
@@ -402,11 +432,17 @@ def log_prob_cmd(model, model_opt, device, data, split, n, bpd, divergence, solv
 @click.option("--out", type=click.Path(), default="demo_out")
 @click.option("--quick", is_flag=True, help="a smaller, faster run")
 @click.option("--seed", type=int, default=0)
-def demo_cmd(out, quick, seed):
-    """The main job: the exact mixture and the shipped digits model end to end (PNGs, summary.json, report.md)."""
+@click.option("--model", default="digits8", show_default=True,
+              help="score model of the sampling, guidance and likelihood panels (a shipped name or a run folder)")
+@click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
+def demo_cmd(out, quick, seed, model, device):
+    """The main job: every capability on the shipped models; writes OUT/<panel>/ (JSON + PNG) and OUT/report/index.html.
+
+    Example: diffdensity demo --quick --out demo_out   (or --model patches16 for natural-image patches; slower)
+    """
     from .demo import run_demo
 
-    run_demo(out, quick=quick, seed=seed)
+    run_demo(out, quick=quick, seed=seed, model=model, device=device)
 
 
 
@@ -629,7 +665,10 @@ def analyze():
 @_analysis_common
 def analyze_threshold(model, thresholds, steps, first, n, seed, out, logp_divergence, logp_probes, logp_solver,
                       logp_steps, progress):
-    """Mean/spread of log p of high-density samples per threshold beside PF-ODE and SDE samples (same latents)."""
+    """Mean/spread of log p of high-density samples per threshold beside PF-ODE and SDE samples (same latents).
+
+    Example: diffdensity analyze threshold --model digits8 --thresholds 8,4,0 --n 16 --out an_thr
+    """
     from .analysis import threshold_sweep
 
     m, g, kw = _analysis_setup(model, n, seed, logp_divergence, logp_probes, logp_solver, logp_steps)
@@ -651,7 +690,10 @@ def analyze_threshold(model, thresholds, steps, first, n, seed, out, logp_diverg
 @click.option("--level", type=int, default=9, help="PNG / zlib compression level")
 @_analysis_common
 def analyze_png(model, steps, level, n, seed, out, logp_divergence, logp_probes, logp_solver, logp_steps, progress):
-    """log p versus PNG and zlib size of PF-ODE samples and held-out images (Pearson, Spearman)."""
+    """log p versus PNG and zlib size of PF-ODE samples and held-out images (Pearson, Spearman).
+
+    Example: diffdensity analyze png --model digits8 --n 32 --out an_png
+    """
     from . import sample_ode
     from .analysis import compression_vs_logp
 
@@ -672,7 +714,10 @@ def analyze_png(model, steps, level, n, seed, out, logp_divergence, logp_probes,
 @click.option("--sigmas", default="0,0.25,0.5,0.75,1,1.5,2", help="comma-separated blur stds in pixels")
 @_analysis_common
 def analyze_blur(model, sigmas, n, seed, out, logp_divergence, logp_probes, logp_solver, logp_steps, progress):
-    """log p of held-out images under growing Gaussian blur: one curve per image and the mean."""
+    """log p of held-out images under growing Gaussian blur: one curve per image and the mean.
+
+    Example: diffdensity analyze blur --model patches16 --sigmas 0,0.5,1,2 --n 8 --out an_blur
+    """
     from .analysis import blur_curve
 
     m, g, kw = _analysis_setup(model, n, seed, logp_divergence, logp_probes, logp_solver, logp_steps)
@@ -691,7 +736,10 @@ def analyze_blur(model, sigmas, n, seed, out, logp_divergence, logp_probes, logp
 @click.option("--steps", type=int, default=1024, help="reverse-SDE steps")
 @_analysis_common
 def analyze_ode_sde(models, steps, n, seed, out, logp_divergence, logp_probes, logp_solver, logp_steps, progress):
-    """SDE-tracked versus PF-ODE log p of the same samples, per model (the paper's Fig. 4)."""
+    """SDE-tracked versus PF-ODE log p of the same samples, per model (the paper's Fig. 4).
+
+    Example: diffdensity analyze ode-sde --model digits8 --model digits8-quality --n 16 --out an_fig4
+    """
     from .analysis import ode_vs_sde
 
     loaded = {}
@@ -763,7 +811,10 @@ def guide_cmd(model, model_opt, device, qs, n, steps, noise, eval_steps, diverge
 @click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
 def align_cmd(model, model_opt, device, n, lambda_target, steps, n_probes, seed, out):
     """Score alignment of MODEL over N latents by Eq 12 (with the target score) and Eq 13 (without: Hutchinson),
-    their correlation and the fraction of latents with SA > 0; OUT/summary.json, OUT/alignment.npz, OUT/alignment.png."""
+    their correlation and the fraction of latents with SA > 0; OUT/summary.json, OUT/alignment.npz, OUT/alignment.png.
+
+    Example: diffdensity align digits8 --n 64 --out align_out
+    """
     import numpy as np
     import torch
 
@@ -823,10 +874,14 @@ def _recipe_defaults(command):
 @distributional_group.command("train")
 @click.option("--regression", is_flag=True, help="the regression baseline: β = 2, interaction = 0 (MSE of x̂₀)")
 @_recipe_defaults
+@_train_device
 @click.pass_context
 def distributional_train_cmd(ctx, regression, **opts):
     """Train a generator with a scoring rule (Algorithm 1); defaults: the paper's recipe (flow matching, Adam 1e-3,
-    100 warm-up steps + cosine decay, clipping at norm 1, EMA 0.99, m = 8). --steps and --out are required."""
+    100 warm-up steps + cosine decay, clipping at norm 1, EMA 0.99, m = 8). --steps and --out are required.
+
+    Example: diffdensity distributional train --dataset checkerboard --steps 5000 --out runs/cb-dist
+    """
     from .training import TrainConfig, train
 
     d = options_to_config_dict(ctx, opts)
@@ -856,15 +911,19 @@ def torch_generator(seed):
 @click.option("--churn", type=float, default=1.0, help="bridge churn ε (0 = DDIM, 1 = DDPM posterior)")
 @click.option("--spacing", type=click.Choice(["t", "lambda"]), default="t")
 @click.option("--seed", type=int, default=0)
+@click.option("--device", default="cpu", help="cpu | cuda | cuda:N (sampling runs there; distances on the CPU)")
 @click.option("--out", type=click.Path(), default="nfe_sweep")
-def distributional_nfe_cmd(models, dataset, nfes, n, churn, spacing, seed, out):
+def distributional_nfe_cmd(models, dataset, nfes, n, churn, spacing, seed, device, out):
     """MMD and energy distance to held-out data vs number of steps for MODELS (generator models by Algorithm 2,
-    score models by the same bridge with their mean): OUT/nfe_sweep.{json,md,png}."""
+    score models by the same bridge with their mean): OUT/nfe_sweep.{json,md,png}.
+
+    Example: diffdensity distributional nfe checkerboard-distributional checkerboard-regression --dataset checkerboard
+    """
     from . import load
     from .distributional.experiments import format_table, nfe_sweep, write_nfe_report
 
     _, ref = _reference(dataset, n, seed + 1)
-    res = nfe_sweep({m: load(m) for m in models}, ref, nfes, n, churn, seed, spacing)
+    res = nfe_sweep({m: load(m, device=device) for m in models}, ref, nfes, n, churn, seed, spacing)
     res["dataset"] = dataset
     write_nfe_report(res, out, title=dataset)
     click.echo(format_table(res))
@@ -878,10 +937,14 @@ def distributional_nfe_cmd(models, dataset, nfes, n, churn, spacing, seed, out):
 @click.option("--n-eval", type=int, default=4096, help="samples per model and step count")
 @click.option("--churn", type=float, default=1.0)
 @_recipe_defaults
+@_train_device
 @click.pass_context
 def distributional_sweep_cmd(ctx, interactions, grid_betas, nfes, n_eval, churn, **opts):
     """Train one model per (β, interaction) into OUT/beta<β>_int<λ> (the train options apply to each), then the
-    NFE sweep of all of them: OUT/nfe_sweep.{json,md,png}."""
+    NFE sweep of all of them: OUT/nfe_sweep.{json,md,png}.
+
+    Example: diffdensity distributional sweep --dataset moons --steps 2000 --interaction-grid 0,1 --out sweep_out
+    """
     from . import load
     from .distributional.experiments import format_table, nfe_sweep, write_nfe_report
     from .training import TrainConfig, train
@@ -894,7 +957,8 @@ def distributional_sweep_cmd(ctx, interactions, grid_betas, nfes, n_eval, churn,
             name = f"beta{b:g}_int{lam:g}"
             runs[name] = train(TrainConfig.from_dict({**base, "beta": b, "interaction": lam, "out": str(root / name)}))
     _, ref = _reference(base["dataset"], n_eval, base["seed"] + 1)
-    res = nfe_sweep({k: load(v) for k, v in runs.items()}, ref, nfes, n_eval, churn, base["seed"])
+    device = "cpu" if base["cpu"] else ctx.meta.get("train_device")  # evaluate where training ran
+    res = nfe_sweep({k: load(v, device=device) for k, v in runs.items()}, ref, nfes, n_eval, churn, base["seed"])
     res["dataset"] = base["dataset"]
     write_nfe_report(res, root, title=f"{base['dataset']}: β × interaction sweep")
     click.echo(format_table(res))
@@ -907,10 +971,14 @@ def distributional_sweep_cmd(ctx, interactions, grid_betas, nfes, n_eval, churn,
 @click.option("--churn", type=float, default=1.0)
 @click.option("--spacing", type=click.Choice(["t", "lambda"]), default="t")
 @click.option("--seed", type=int, default=0)
+@click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
 @click.option("--out", type=click.Path(), default="samples_distributional")
-def distributional_sample_cmd(model, steps, n, churn, spacing, seed, out):
+def distributional_sample_cmd(model, steps, n, churn, spacing, seed, device, out):
     """N samples of MODEL in STEPS steps (Algorithm 2; a score model: the mean bridge): OUT/samples.npz (model
-    space and data units) and OUT/samples.png."""
+    space and data units) and OUT/samples.png.
+
+    Example: diffdensity distributional sample checkerboard-distributional --steps 2 --n 512 --out cb_samples
+    """
     import numpy as np
 
     from . import load
@@ -918,8 +986,8 @@ def distributional_sample_cmd(model, steps, n, churn, spacing, seed, out):
     from .distributional.experiments import draw_samples
     from .training.visual import save_samples_png
 
-    m = load(model)
-    z = draw_samples(m, n, steps, churn, torch_generator(seed), spacing)
+    m = load(model, device=device)
+    z = draw_samples(m, n, steps, churn, torch_generator(seed), spacing)  # a CPU generator: same samples on any device
     outp = Path(out)
     outp.mkdir(parents=True, exist_ok=True)
     np.savez(outp / "samples.npz", z=z.numpy(), x=m.transform.inverse(z).numpy())

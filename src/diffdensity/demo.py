@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
+from ._checks import NonFiniteError
 from .likelihood import log_prob
 from .oracle import GaussianMixture
 from .sampling import sample_sde
@@ -80,15 +82,40 @@ def _mixture(out: Path, n: int, steps: int, seed: int) -> dict:
     return res
 
 
-def _digits_panels(out: Path, cfg: dict, seed: int) -> dict:
-    from .analysis import blur_curve, compression_vs_logp, ode_vs_sde, threshold_sweep
+def _held_out_images(model) -> Tensor:
+    """The held-out split (integers) of the data set the model was trained on, as its config names it."""
     from .data import load_dataset
+
+    cfg, tr = getattr(model, "config", {}) or {}, getattr(model, "transform", None)
+    if not cfg.get("dataset") or tr is None:
+        raise ValueError("the demo's score-model panels need a model trained on a data set (its config names none); "
+                         "pass a shipped image model (`diffdensity models`) or a run folder of `diffdensity train`.")
+    if len(tr.model_shape) != 3 or tr.levels is None:
+        raise ValueError(f"the demo's panels (PNG size, blur, bits/dim) need an image model with integer pixel levels; "
+                         f"this one models {cfg['dataset']!r} of shape {tuple(tr.model_shape)} (levels {tr.levels}). "
+                         "Pass an image model such as digits8 or patches16.")
+    return load_dataset(cfg["dataset"], **cfg.get("dataset_kwargs", {})).test
+
+
+def _score_models(name: str, device) -> dict:
+    """The model under study, and for the shipped digits8 also its quality-weighted twin (the paper's Fig. 4 pair)."""
     from .io import load
 
-    model, quality = load("digits8"), load("digits8-quality")
-    test = load_dataset("digits").test
-    g = lambda k: torch.Generator().manual_seed(seed + k)  # noqa: E731
-    x_T = model.schedule.sample_prior((cfg["n"], 1, 8, 8), generator=g(0))
+    models = {name: load(name, device=device)}
+    if name == "digits8":
+        models["digits8-quality"] = load("digits8-quality", device=device)
+    return models
+
+
+def _digits_panels(out: Path, cfg: dict, seed: int, name: str = "digits8", device=None) -> dict:
+    """High-density sampling, PNG size, blur, SDE vs ODE and held-out bits/dim of one score model."""
+    from .analysis import blur_curve, compression_vs_logp, ode_vs_sde, threshold_sweep
+
+    models = _score_models(name, device)
+    model = models[name]
+    test = _held_out_images(model)
+    g = lambda k: torch.Generator().manual_seed(seed + k)  # noqa: E731  (CPU generators drive any device)
+    x_T = model.schedule.sample_prior((cfg["n"], *model.transform.model_shape), generator=g(0), device=device)
     res = {}
     _log("  high-density samples per threshold (Algorithm 1)")
     sweep = threshold_sweep(model, x_T, cfg["thresholds"], steps=cfg["steps"], log_prob_kw=DEMO_LOGP,
@@ -96,7 +123,7 @@ def _digits_panels(out: Path, cfg: dict, seed: int) -> dict:
     res["threshold"] = {k: v["mean"] for k, v in sweep["hd"].items()} | {"pf_ode": sweep["pf_ode"]["mean"],
                                                                        "sde": sweep["sde"]["mean"]}
     _log("  log p versus PNG size")
-    held = model.transform.forward(test[:cfg["n"]].double() + 0.5).float()
+    held = model.transform.forward(test[:cfg["n"]].double() + 0.5).float().to(x_T.device)
     comp = compression_vs_logp(model, {"samples": sweep["samples"]["pf_ode"], "held-out": held},
                                logp={"samples": torch.tensor(sweep["pf_ode"]["logp"])}, log_prob_kw=DEMO_LOGP,
                                generator=g(2), out=out / "png", progress=False)
@@ -106,19 +133,20 @@ def _digits_panels(out: Path, cfg: dict, seed: int) -> dict:
                       out=out / "blur", progress=False)
     res["blur"] = {"mean": blur["mean"]}
     _log("  SDE-tracked versus PF-ODE log p (Fig. 4)")
-    fig4 = ode_vs_sde({"digits8": model, "digits8-quality": quality}, x_T, steps=2 * cfg["steps"],
+    fig4 = ode_vs_sde(models, x_T, steps=2 * cfg["steps"],
                       log_prob_kw=DEMO_LOGP, generator=g(4), out=out / "fig4", progress=False)
     res["fig4"] = {k: v["gap"] for k, v in fig4["models"].items()}
     _log("  held-out bits/dim")
     from .likelihood import bits_per_dim
 
     t0 = time.perf_counter()
-    bpd = bits_per_dim(model, test[:cfg["n_test"]], levels=17, generator=g(5), solver="heun", steps=64,
-                       divergence="hutchinson", n_probes=4)
-    lik = {"analysis": "likelihood", "model": "digits8", "n": cfg["n_test"], "bits_per_dim": bpd.mean().item(),
+    bpd = bits_per_dim(model, test[:cfg["n_test"]].to(x_T.device), levels=None, generator=g(5), solver="heun",
+                       steps=64, divergence="hutchinson", n_probes=4).cpu()
+    lik = {"analysis": "likelihood", "model": name, "n": cfg["n_test"], "bits_per_dim": bpd.mean().item(),
            "sem": (bpd.std() / math.sqrt(bpd.numel())).item(), "solver": "heun", "steps": 64,
-           "divergence": "hutchinson", "n_probes": 4, "seconds": time.perf_counter() - t0,
-           "model_card": "1.748 ± 0.013 (dopri5 1e-5, all 360 held-out digits)"}
+           "divergence": "hutchinson", "n_probes": 4, "seconds": time.perf_counter() - t0}
+    if name == "digits8":
+        lik["model_card"] = "1.748 ± 0.013 (dopri5 1e-5, all 360 held-out digits)"
     _json(out / "likelihood", "likelihood.json", lik)
     res["likelihood"] = lik
     return res
@@ -131,57 +159,70 @@ def _optional(name: str, fn, *args):
     except (ImportError, AttributeError, FileNotFoundError, KeyError) as e:
         _log(f"  {name}: skipped ({type(e).__name__}: {e})")
         return {"skipped": f"{type(e).__name__}: {e}"}
+    except NonFiniteError as e:  # a user's model that diverges in one panel: report it, show the other panels
+        _log(f"  {name}: failed ({e})")
+        return {"failed": str(e)}
 
 
-def run_demo(out="demo_out", quick: bool = False, seed: int = 0) -> dict:
-    """Run the demo into ``out`` (one folder per panel) and build ``out/report/index.html``; returns the summary."""
+def run_demo(out="demo_out", quick: bool = False, seed: int = 0, model: str = "digits8", device=None) -> dict:
+    """Run the demo into ``out`` (one folder per panel) and build ``out/report/index.html``; returns the summary.
+
+    ``model`` (a shipped name or a run folder) is the score model of the sampling, guidance and likelihood panels;
+    ``device`` runs them and the distributional panel there (the exact-mixture panel stays on the CPU in float64).
+    """
     from . import __version__
+    from .io import _check_device, load
     from .report import build_report
 
+    device = _check_device(device) or torch.device("cpu")
+    _held_out_images(load(model, device=device))  # an unknown name or a model without data fails before any work
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = DEMO_SETTINGS["quick" if quick else "full"]
     t0 = time.perf_counter()
-    summary = {"quick": quick, "seed": seed, "version": __version__, "settings": {k: list(v) if isinstance(v, tuple)
-                                                                                  else v for k, v in cfg.items()}}
+    summary = {"quick": quick, "seed": seed, "model": model, "device": str(device), "version": __version__,
+               "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}}
     _log("[1/4] the exact Gaussian mixture")
     summary["mixture"] = _mixture(out / "mixture", cfg["mixture_n"], cfg["mixture_steps"], seed)
-    _log("[2/4] digits8: high-density sampling, PNG size, blur, SDE vs ODE, bits/dim")
-    summary["digits8"] = _optional("digits8", _digits_panels, out, cfg, seed)
+    _log(f"[2/4] {model}: high-density sampling, PNG size, blur, SDE vs ODE, bits/dim")
+    summary[model] = _optional(model, _digits_panels, out, cfg, seed, model, device)
     _log("[3/4] density and prior guidance")
-    summary["guidance"] = _optional("guidance", _guidance, out / "guidance", cfg, seed)
+    summary["guidance"] = _optional("guidance", _guidance, out / "guidance", cfg, seed, model, device)
     _log("[4/4] few-step distributional sampling")
-    summary["distributional"] = _optional("distributional", _distributional, out / "distributional", cfg, seed)
+    summary["distributional"] = _optional("distributional", _distributional, out / "distributional", cfg, seed, device)
     summary["seconds"] = time.perf_counter() - t0
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     folders = [p for p in (out / k for k in ("mixture", "threshold", "png", "blur", "fig4", "guidance",
                                               "distributional", "likelihood")) if p.is_dir()]
     index = build_report(folders, out / "report", title="diffdensity demo",
-                         intro=f"Generated by `diffdensity demo` (version {__version__}, seed {seed}"
-                               f"{', quick' if quick else ''}) in {summary['seconds']:.0f} s on this machine.")
+                         intro=f"Generated by `diffdensity demo` (version {__version__}, model {model}, seed {seed}"
+                               f"{', quick' if quick else ''}, device {device}) in {summary['seconds']:.0f} s on this "
+                               "machine.")
     _log(f"report: {index}")
     return summary
 
 
-def _guidance(out: Path, cfg: dict, seed: int) -> dict:
-    """Density beside prior guidance on digits8 (the second paper's q sweep)."""
+def _guidance(out: Path, cfg: dict, seed: int, name: str = "digits8", device=None) -> dict:
+    """Density beside prior guidance on the score model (the second paper's q sweep)."""
     from .analysis import guidance_sweep
     from .io import load
 
-    model = load("digits8")
-    x_T = model.schedule.sample_prior((cfg["n"], 1, 8, 8), generator=torch.Generator().manual_seed(seed + 10))
+    model = load(name, device=device)
+    x_T = model.schedule.sample_prior((cfg["n"], *model.transform.model_shape), device=device,
+                                      generator=torch.Generator().manual_seed(seed + 10))
     res = guidance_sweep(model, x_T, cfg["q"], steps=max(16, cfg["steps"] // 2), log_prob_kw=DEMO_LOGP,
                          generator=torch.Generator().manual_seed(seed + 11), out=out, progress=False)
     return {kind: {f"{r['q']:g}": r.get("mean", "infeasible") for r in rows} for kind, rows in res["results"].items()}
 
 
-def _distributional(out: Path, cfg: dict, seed: int) -> dict:
+def _distributional(out: Path, cfg: dict, seed: int, device=None) -> dict:
     """The shipped checkerboard pair in 1–32 steps: MMD to held-out points (De Bortoli et al. 2025)."""
     from .data import load_dataset
     from .distributional.experiments import nfe_sweep, write_nfe_report
     from .io import load
 
-    models = {"distributional": load("checkerboard-distributional"), "regression": load("checkerboard-regression")}
+    models = {"distributional": load("checkerboard-distributional", device=device),
+              "regression": load("checkerboard-regression", device=device)}
     ref = load_dataset("checkerboard").test_model_space(generator=torch.Generator().manual_seed(seed + 20))
     res = nfe_sweep(models, ref[:cfg["mmd_n"]], nfes=cfg["nfe"], n=cfg["mmd_n"], seed=seed, progress=False)
     res["analysis"] = "distributional"

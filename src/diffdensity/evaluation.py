@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_choice, check_count, flat_dot
+from ._rng import draw
 
 __all__ = ["Eval", "Divergence", "DIVERGENCES", "NEEDS", "evaluate", "make_probes", "score_and_divergence", "auto_chunk"]
 
@@ -44,9 +45,9 @@ def make_probes(x: Tensor, n_probes: int = 1, kind: str = "rademacher", generato
         return torch.stack([make_probes(x[i:i + 1], n_probes, kind, g)[:, 0] for i, g in enumerate(generator)], 1)
     shape = (int(n_probes), *x.shape)
     if kind == "rademacher":
-        return torch.randint(0, 2, shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
+        return draw("rademacher", shape, generator, dtype=x.dtype, device=x.device)
     if kind == "gaussian":
-        return torch.randn(shape, generator=generator, dtype=x.dtype, device=x.device)
+        return draw("normal", shape, generator, dtype=x.dtype, device=x.device)
     raise ValueError(f"probe kind={kind!r}; choose one of {_PROBES}.")
 
 

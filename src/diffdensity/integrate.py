@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._checks import bcast, check_batch, check_count, check_state
+from ._checks import bcast, check_batch, check_choice, check_count, check_state
 from .dynamics import Dynamics
 from .evaluation import Divergence, Eval
 from .models import CountingModel
@@ -127,7 +127,8 @@ def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
                   logp0=None, solver: str = "euler", steps: int | None = None, grid=None,
                   divergence: str | Divergence | None = None, rtol: float = 1e-5, atol: float = 1e-5,
                   max_steps: int = 10_000, generator=None, callback=None, progress=None, desc: str = "ode",
-                  time: str | None = None, control: str = "batch", first_eval: Eval | None = None) -> Samples:
+                  time: str | None = None, control: str = "batch", first_eval: Eval | None = None,
+                  quadrature: str = "trapezoid") -> Samples:
     """Integrate an ODE dynamics from λ₀ to λ₁ (either direction) by ``solver`` ("euler", "heun" on ``steps`` or a
     ``grid``; "dopri5" adaptive), tracking log p from ``logp0`` (default 0) by the §2.4 rule if ``track``.
 
@@ -139,11 +140,14 @@ def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
     ("batch", torchdiffeq: its RMS error norm over the batch takes the fewest NFE) or per example ("example":
     hand-written, an example's result does not depend on its batch-mates).
     ``first_eval``: an evaluation at (λ₀, x) made by a previous leg (``Samples.last``), reused for the first stage
-    when it holds what that stage needs (no score evaluation is repeated where legs meet)."""
+    when it holds what that stage needs (no score evaluation is repeated where legs meet).
+    ``quadrature``: how Euler accumulates the tracked log-density: "trapezoid" (default; in λ, borrowing each next
+    step's evaluation, so the NFE is unchanged; README "Step grids") or "rectangle" (plain Euler)."""
     if solver not in ODE_SOLVERS:
         raise ValueError(f"solver={solver!r}; choose one of {ODE_SOLVERS}.")
     if control not in CONTROLS:
         raise ValueError(f"control={control!r}; choose one of {CONTROLS}.")
+    check_choice(quadrature, "quadrature", ("trapezoid", "rectangle"))
     if dynamics.stochastic:
         raise ValueError(f"{type(dynamics).__name__} has noise; integrate it with integrate_sde.")
     m = prepare(model, x, "x")
@@ -180,7 +184,11 @@ def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
             taus = tv.to_tau(g)
             lams = dict(zip(taus.tolist(), g.tolist()))  # grid nodes map back to their exact λ
             func = _InTime(field, tv, lo, hi, lams.get)
-            sol = odeint(func, y0, taus, method=solver, callback=lambda i, tau, y: report(i, float(g[i + 1]), y))
+            # Euler's log-density integral by the trapezoid rule in λ (same NFE; README "Step grids")
+            trapezoid = track and solver == "euler" and quadrature == "trapezoid"
+            quad = (1, g, 1.0 / tv.dlam_dtau(taus)) if trapezoid else None
+            sol = odeint(func, y0, taus, method=solver, callback=lambda i, tau, y: report(i, float(g[i + 1]), y),
+                         quadrature=quad)
     if bar is not None:
         bar.close()
     check_state(desc, lam1, *sol.y)

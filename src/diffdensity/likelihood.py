@@ -20,11 +20,12 @@ DEQUANTIZE = ("uniform", "none")
 def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "dopri5", steps: int | None = None,
              rtol: float = 1e-5, atol: float = 1e-5, n_probes: int = 1, generator: torch.Generator | None = None,
              *, prior=None, probe: str = "rademacher", chunk_size: int | str | None = "auto",
-             return_nfe: bool = False, progress=None, time: str | None = "natural", grid=None, control: str = "batch"):
+             return_nfe: bool = False, progress=None, time: str | None = None, grid=None, control: str = "batch"):
     """log p_{λ_max}(x) in nats -> (batch,): encode x by the PF-ODE to λ_min accumulating Δ = ∫(−div u)dλ, then
     log p(x) = prior(x_enc) − Δ (math.md §1.1). ``prior`` defaults to the schedule's Gaussian prior;
     ``return_nfe=True`` returns (logp, nfe). Fixed-grid solvers ("euler", "heun") take ``steps`` (default 1024)
-    on ``grid`` (a kind or λ values). ``time``: the integration variable (default the schedule's natural time);
+    on ``grid`` (a kind or λ values). ``time``: the integration variable (default: the schedule's natural time for
+    dopri5, its ``fixed_time`` for Euler/Heun, each measured: README "Integration variable");
     ``control``: dopri5's error control shared by the batch ("batch", fewest NFE) or per example ("example": an
     example's log p does not depend on its batch). ``generator`` may be one generator per example (per-example Hutchinson probes)."""
     prepare(model, x, "x")
@@ -34,9 +35,14 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "do
     div = Divergence(divergence, n_probes=n_probes, probe=probe, generator=generator, chunk_size=chunk_size)
     enc = integrate_ode(model, PFODE(sch), x, sch.lambda_max, sch.lambda_min, track=True, solver=solver,
                         steps=steps, grid=grid, divergence=div, rtol=rtol, atol=atol, progress=progress,
-                        desc="log_prob", time=time, control=control)
+                        desc="log_prob", time=_pf_time(time, solver), control=control)
     lp = (prior or sch.prior_log_prob)(enc.x) - enc.logp
     return (lp, enc.nfe) if return_nfe else lp
+
+
+def _pf_time(time, solver):
+    """The PF-ODE's integration variable: as given, else the natural time for dopri5 and the fixed-step default."""
+    return time if time is not None else ("natural" if solver == "dopri5" else None)
 
 
 def _data_dtype(model, x: Tensor) -> torch.dtype:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ._checks import batch_lam, check_batch, check_finite
+from ._rng import draw
 from .schedules import Schedule
 
 __all__ = ["GaussianMixture", "DiffusedMixture", "MixturePosterior"]
@@ -79,7 +80,7 @@ class _Mixture:
         idx = torch.arange(logw.shape[0], device=k.device) if B > 1 else torch.zeros_like(k)
         mu = self.means[idx, k]
         sd = self.var.expand(self.means.shape)[idx, k].sqrt()
-        z = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        z = draw("normal", mu.shape, generator, dtype=mu.dtype, device=mu.device)
         return mu + sd * z
 
     def mean(self) -> Tensor:
@@ -253,7 +254,7 @@ class DiffusedMixture:
         """n samples of p_λ (x = α x₀ + σ ε)."""
         x0 = self.mixture.sample(n, generator)
         a, s = self.schedule.alpha_sigma(torch.as_tensor(float(lam), dtype=x0.dtype))
-        return a * x0 + s * torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+        return a * x0 + s * draw("normal", x0.shape, generator, dtype=x0.dtype, device=x0.device)
 
     def posterior(self, x: Tensor, lam) -> "MixturePosterior":
         """The exact p(x₀ | x_λ = x): per sample a mixture with components N(m'_k, v'_k) (math.md §0.4)."""

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ._checks import as_lam, check_finite
+from ._rng import draw
 
 __all__ = ["Schedule", "VP", "VE", "FlowMatching", "TimeVariable", "TIMES", "GRIDS"]
 
@@ -133,10 +134,7 @@ class Schedule:
 
     def sample_prior(self, shape, generator: torch.Generator | None = None, dtype=None, device=None) -> Tensor:
         """x_T ~ N(0, σ(λ_min)² I) of the given shape (batch first)."""
-        if generator is not None and device is None:
-            device = generator.device
-        z = torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)
-        return self.prior_std * z
+        return self.prior_std * draw("normal", shape, generator, dtype=dtype, device=device)
 
     # --- helpers ---------------------------------------------------------------------------------
     def grid(self, steps: int, lam_start=None, lam_end=None, dtype=torch.float32, device=None,
@@ -241,7 +239,7 @@ class VP(Schedule):
 class VE(Schedule):
     """Variance exploding: α = 1, σ = exp(−λ/2). Own time: σ itself (λ = −2 log σ), which solvers integrate in."""
 
-    natural_time, default_grid, fixed_time = "sigma", "edm", "lambda"
+    natural_time, default_grid, fixed_time = "sigma", "edm", "sigma"
 
     def __init__(self, lambda_min: float = -2 * math.log(80.0), lambda_max: float = -2 * math.log(0.002)):
         super().__init__(lambda_min, lambda_max)

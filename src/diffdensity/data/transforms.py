@@ -17,6 +17,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from .._rng import draw
+
 __all__ = ["Transform", "unit_interval_transform", "dequantize", "to_model_space"]
 
 ROUND_MODES = ("nearest", "floor")
@@ -176,7 +178,7 @@ def unit_interval_transform(data_shape: Sequence[int], model_shape: Sequence[int
 def dequantize(x: Tensor, generator: torch.Generator | None = None, dtype: torch.dtype | None = None) -> Tensor:
     """Uniform dequantization x + u, u ~ U[0, 1)^d: integers 0..L-1 become values in [0, L)."""
     x = x.to(dtype or (x.dtype if x.is_floating_point() else torch.get_default_dtype()))
-    return x + torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return x + draw("uniform", x.shape, generator, dtype=x.dtype, device=x.device)
 
 
 def to_model_space(x: Tensor, transform: Transform, dequantize: bool = False,

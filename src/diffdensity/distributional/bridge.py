@@ -16,6 +16,8 @@ import math
 import torch
 from torch import Tensor
 
+from .._rng import draw
+
 __all__ = ["bridge", "bridge_step", "time_grid", "SPACINGS"]
 
 SPACINGS = ("t", "lambda")
@@ -53,7 +55,7 @@ def bridge_step(x0: Tensor, x_t: Tensor, alpha_s, sigma_s, alpha_t, sigma_t, chu
     a, b, sd = float(a), float(b), math.sqrt(float(var))
     x = a * x_t + b * x0
     if sd > 0:
-        x = x + sd * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        x = x + sd * draw("normal", x.shape, generator, dtype=x.dtype, device=x.device)
     return x
 
 

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import batch_lam, bcast, check_batch
+from .._rng import draw
 from ..nets.embedding import LambdaEmbedding
 from ..nets.unet import UNet, unet_preset
 from ..schedules import Schedule
@@ -115,8 +116,7 @@ def build_generator_net(config: dict) -> nn.Module:
 
 # ------------------------------------------------------------------------------------------------ models
 def _randn(shape, generator, like: Tensor) -> Tensor:
-    return torch.randn(shape, generator=generator, dtype=like.dtype,
-                       device=generator.device if generator is not None else like.device).to(like.device)
+    return draw("normal", shape, generator, dtype=like.dtype, device=like.device)
 
 
 class GeneratorModel(nn.Module):

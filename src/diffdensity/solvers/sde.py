@@ -13,6 +13,7 @@ import math
 import torch
 from torch import Tensor
 
+from .._rng import draw
 from .fixed import Solution, as_tuple, check_grid
 
 
@@ -48,7 +49,7 @@ def sdeint(sde, y0, grid, generator: torch.Generator | None = None, dw: Tensor |
             ev = sde.evaluate(l0, y)
             nfe += 1
         if dw is None:
-            z = torch.randn(y[0].shape, generator=generator, dtype=y[0].dtype, device=y[0].device)
+            z = draw("normal", y[0].shape, generator, dtype=y[0].dtype, device=y[0].device)
             dwi = math.sqrt(abs(h)) * z
         else:
             dwi = dw[i].to(y[0])
