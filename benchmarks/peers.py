@@ -7,7 +7,10 @@ every system (calls of the score/denoiser/velocity on the batch), one thread:
   dopri5 or Euler);
 - diffdensity's ``log_prob`` (default integration variable, dopri5 with per-example or batch-shared control, Euler on
   its default grid), exact and Hutchinson, for VP, VE and flow matching.
-Errors are against the oracle's log p at the data end (λ_max), with every system's own default prior.
+Errors are against the oracle's log p at the data end (λ_max), with every system's own default prior; a second
+flow-matching block ("FlowMatching, data") takes points of the data distribution itself and measures against its own
+log-density, where flow_matching integrates to t = 0 and diffdensity runs ``log_prob(..., density="data")`` (math.md
+§1.1b: the two ends beyond λ ∈ [−10, 10] closed by their limits).
 
 Peers are used when installed (``pip install --no-deps -e ".[bench]"`` never replaces torch); nothing is installed
 at run time. k-diffusion's package ``__init__`` imports torchvision, kornia, wandb, clip...; when those are missing
@@ -66,11 +69,16 @@ def flow_matching_solver():
         return None
 
 
-def oracle(sch, D=64, n=256, seed=0):
+def oracle(sch, D=64, n=256, seed=0, data=False):
+    """(model, points, their exact log-density): points of p at λ_max, or with ``data`` of the data distribution."""
     g = torch.Generator().manual_seed(seed)
     mu = torch.randn(4, D, generator=g, dtype=torch.float64)
     mu = mu / mu.norm(dim=1, keepdim=True) * 0.5 * math.sqrt(D)
-    m = dd.GaussianMixture(mu, torch.full((4,), 0.3, dtype=torch.float64)).to(torch.float32).diffused(sch)
+    gm = dd.GaussianMixture(mu, torch.full((4,), 0.3, dtype=torch.float64)).to(torch.float32)
+    m = gm.diffused(sch)
+    if data:
+        x = gm.sample(n, generator=g)
+        return m, x, gm.log_prob(x)
     x = m.sample(n, sch.lambda_max, generator=g)
     return m, x, m.log_prob(x, sch.lambda_max)
 
@@ -81,14 +89,14 @@ def row(system, schedule, div, setting, nfe, lp, exact, secs):
             "mean_abs_err": e.abs().mean().item(), "mean_err": e.mean().item(), "seconds": secs}
 
 
-def run_diffdensity(name, m, x, exact, quick):
+def run_diffdensity(name, m, x, exact, quick, density="lambda_max"):
     rows = []
     for div in ("exact", "hutchinson"):
         for control in ("example", "batch"):
             for tol in TOLS:
                 t0 = time.perf_counter()
                 lp, nfe = dd.log_prob(m, x, divergence=div, rtol=tol, atol=tol, return_nfe=True, control=control,
-                                      generator=torch.Generator().manual_seed(2), progress=False)
+                                      generator=torch.Generator().manual_seed(2), progress=False, density=density)
                 rows.append(row(f"diffdensity ({control})", name, div, f"dopri5 {tol:g}", nfe, lp, exact,
                                 time.perf_counter() - t0))
                 print(rows[-1], flush=True)
@@ -96,7 +104,7 @@ def run_diffdensity(name, m, x, exact, quick):
         for steps in EULER:
             t0 = time.perf_counter()
             lp, nfe = dd.log_prob(m, x, divergence="exact", solver="euler", steps=steps, return_nfe=True,
-                                  progress=False)
+                                  progress=False, density=density)
             rows.append(row("diffdensity", name, "exact", f"euler {steps}", nfe, lp, exact, time.perf_counter() - t0))
             print(rows[-1], flush=True)
     return rows
@@ -124,7 +132,7 @@ def run_k_diffusion(ks, m, x, exact):
     return rows
 
 
-def run_flow_matching(ODESolver, m, x, exact, quick):
+def run_flow_matching(ODESolver, m, x, exact, quick, name="FlowMatching"):
     sch = m.schedule
     calls = [0]
 
@@ -148,7 +156,7 @@ def run_flow_matching(ODESolver, m, x, exact, quick):
             t0 = time.perf_counter()
             _, lp = solver.compute_likelihood(x, log_p0, step_size=None, method="dopri5", atol=tol, rtol=tol,
                                               time_grid=grid, exact_divergence=exact_div)
-            rows.append(row("flow_matching", "FlowMatching", div, f"dopri5 {tol:g}", calls[0], lp, exact,
+            rows.append(row("flow_matching", name, div, f"dopri5 {tol:g}", calls[0], lp, exact,
                             time.perf_counter() - t0))
             print(rows[-1], flush=True)
     if not quick:
@@ -157,7 +165,7 @@ def run_flow_matching(ODESolver, m, x, exact, quick):
             t0 = time.perf_counter()
             _, lp = solver.compute_likelihood(x, log_p0, step_size=1.0 / steps, method="euler", time_grid=grid,
                                               exact_divergence=True)
-            rows.append(row("flow_matching", "FlowMatching", "exact", f"euler {steps}", calls[0], lp, exact,
+            rows.append(row("flow_matching", name, "exact", f"euler {steps}", calls[0], lp, exact,
                             time.perf_counter() - t0))
             print(rows[-1], flush=True)
     return rows
@@ -175,12 +183,13 @@ if __name__ == "__main__":
     if missing:
         print(f"not installed, rows skipped: {', '.join(missing)} (pip install --no-deps -e '.[bench]')")
     rows = []
-    for name in ("VP", "VE", "FlowMatching"):
-        m, x, exact = oracle(getattr(dd, name)(), n=n)
+    for name in ("VP", "VE", "FlowMatching", "FlowMatching, data"):
+        data = name.endswith("data")
+        m, x, exact = oracle(getattr(dd, name.split(",")[0])(), n=n, data=data)
         if name == "VE" and ks is not None:
             rows += run_k_diffusion(ks, m, x, exact)
-        if name == "FlowMatching" and fm is not None:
-            rows += run_flow_matching(fm, m, x, exact, a.quick)
-        rows += run_diffdensity(name, m, x, exact, a.quick)
+        if name.startswith("FlowMatching") and fm is not None:
+            rows += run_flow_matching(fm, m, x, exact, a.quick, name)
+        rows += run_diffdensity(name, m, x, exact, a.quick, "data" if data else "lambda_max")
     print(table(rows, ["system", "schedule", "divergence", "setting", "nfe", "mean_abs_err", "seconds"]))
     save("peers", {"n": n, "D": 64, "missing": missing, "rows": rows})

@@ -21,7 +21,13 @@ def test_models_sample_and_log_prob(tmp_path):
                           "--out", str(tmp_path / "lp.json")])
     assert res.exit_code == 0, res.output
     lp = json.loads((tmp_path / "lp.json").read_text())
-    assert len(lp["log_prob_nats"]) == 8 and np.isfinite(lp["mean"])
+    assert len(lp["log_prob_nats"]) == 8 and np.isfinite(lp["mean"]) and lp["density"] == "lambda_max"
+    res = r.invoke(main, ["log-prob", "toy2d-moons", "--data", str(out / "samples.npz"), "--n", "8",
+                          "--density", "data", "--out", str(tmp_path / "lp0.json")])
+    assert res.exit_code == 0, res.output
+    lp0 = json.loads((tmp_path / "lp0.json").read_text())
+    assert lp0["density"] == "data" and np.isfinite(lp0["log_prob_nats"]).all()
+    assert lp0["log_prob_nats"] != lp["log_prob_nats"]
     res = r.invoke(main, ["log-prob", "digits8", "--n", "4", "--solver", "euler", "--steps", "16",
                           "--out", str(tmp_path / "bpd.json")])
     assert res.exit_code == 0, res.output

@@ -389,10 +389,13 @@ def _read_array(path):
 @click.option("--solver", type=click.Choice(["euler", "heun", "dopri5"]), default="dopri5")
 @click.option("--steps", type=int, default=None)
 @click.option("--repeats", type=int, default=1, help="dequantization draws averaged for bits/dim")
+@click.option("--density", type=click.Choice(["lambda_max", "data"]), default="lambda_max", show_default=True,
+              help="log p at the schedule's λ_max, or the data's own density with both ends closed (math.md §1.1b)")
 @click.option("--seed", type=int, default=0)
 @click.option("--out", type=click.Path(), default="log_prob.json")
 @click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
-def log_prob_cmd(model, model_opt, device, data, split, n, bpd, divergence, solver, steps, repeats, seed, out):
+def log_prob_cmd(model, model_opt, device, data, split, n, bpd, divergence, solver, steps, repeats, density, seed,
+                 out):
     """Log-likelihood (nats) or bits/dim of data under MODEL by the PF-ODE; writes per-example values as JSON.
 
     Example: diffdensity log-prob --model toy2d-moons --data samples/samples.npz --n 64
@@ -405,7 +408,7 @@ def log_prob_cmd(model, model_opt, device, data, split, n, bpd, divergence, solv
     model = _resolve_model(model, model_opt)
     m = load(model, device=device)
     g = torch.Generator().manual_seed(seed)
-    kw = dict(divergence=divergence, solver=solver, steps=steps, generator=g)
+    kw = dict(divergence=divergence, solver=solver, steps=steps, generator=g, density=density)
     if data is not None and Path(data).suffix in (".npz", ".npy"):
         x = torch.as_tensor(_read_array(data), dtype=torch.float32)[:n]
         values, kind = log_prob(m, x, **kw), "log_prob_nats"
@@ -422,7 +425,7 @@ def log_prob_cmd(model, model_opt, device, data, split, n, bpd, divergence, solv
             values, kind = bits_per_dim(m, x, levels=ds.levels, repeats=repeats, **kw), "bits_per_dim"
         else:
             values, kind = log_prob(m, ds.transform.forward(x.float()), **kw), "log_prob_nats"
-    res = {"model": model, "data": data, "n": int(values.shape[0]), kind: values.tolist(),
+    res = {"model": model, "data": data, "density": density, "n": int(values.shape[0]), kind: values.tolist(),
            "mean": float(values.mean()), "standard_error": float(values.std() / max(1, values.shape[0]) ** 0.5)}
     Path(out).write_text(json.dumps(res, indent=2))
     click.echo(f"{kind}: {res['mean']:.4f} ± {res['standard_error']:.4f} over {res['n']} examples -> {out}")

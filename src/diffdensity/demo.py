@@ -97,23 +97,22 @@ def _held_out_images(model) -> Tensor:
     return load_dataset(cfg["dataset"], **cfg.get("dataset_kwargs", {})).test
 
 
-def _score_models(name: str, device) -> dict:
+def _score_models(name: str, model, device) -> dict:
     """The model under study, and for the shipped digits8 also its quality-weighted twin (the paper's Fig. 4 pair)."""
     from .io import load
 
-    models = {name: load(name, device=device)}
+    models = {name: model}
     if name == "digits8":
         models["digits8-quality"] = load("digits8-quality", device=device)
     return models
 
 
-def _digits_panels(out: Path, cfg: dict, seed: int, name: str = "digits8", device=None) -> dict:
-    """High-density sampling, PNG size, blur, SDE vs ODE and held-out bits/dim of one score model."""
+def _digits_panels(out: Path, cfg: dict, seed: int, name: str, model, test: Tensor, device=None) -> dict:
+    """High-density sampling, PNG size, blur, SDE vs ODE and held-out bits/dim of one score model (loaded, with its
+    held-out images ``test``)."""
     from .analysis import blur_curve, compression_vs_logp, ode_vs_sde, threshold_sweep
 
-    models = _score_models(name, device)
-    model = models[name]
-    test = _held_out_images(model)
+    models = _score_models(name, model, device)
     g = lambda k: torch.Generator().manual_seed(seed + k)  # noqa: E731  (CPU generators drive any device)
     x_T = model.schedule.sample_prior((cfg["n"], *model.transform.model_shape), generator=g(0), device=device)
     res = {}
@@ -175,7 +174,8 @@ def run_demo(out="demo_out", quick: bool = False, seed: int = 0, model: str = "d
     from .report import build_report
 
     device = _check_device(device) or torch.device("cpu")
-    _held_out_images(load(model, device=device))  # an unknown name or a model without data fails before any work
+    score_model = load(model, device=device)  # an unknown name or a model without data fails before any work
+    test = _held_out_images(score_model)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = DEMO_SETTINGS["quick" if quick else "full"]
@@ -185,9 +185,9 @@ def run_demo(out="demo_out", quick: bool = False, seed: int = 0, model: str = "d
     _log("[1/4] the exact Gaussian mixture")
     summary["mixture"] = _mixture(out / "mixture", cfg["mixture_n"], cfg["mixture_steps"], seed)
     _log(f"[2/4] {model}: high-density sampling, PNG size, blur, SDE vs ODE, bits/dim")
-    summary[model] = _optional(model, _digits_panels, out, cfg, seed, model, device)
+    summary[model] = _optional(model, _digits_panels, out, cfg, seed, model, score_model, test, device)
     _log("[3/4] density and prior guidance")
-    summary["guidance"] = _optional("guidance", _guidance, out / "guidance", cfg, seed, model, device)
+    summary["guidance"] = _optional("guidance", _guidance, out / "guidance", cfg, seed, score_model, device)
     _log("[4/4] few-step distributional sampling")
     summary["distributional"] = _optional("distributional", _distributional, out / "distributional", cfg, seed, device)
     summary["seconds"] = time.perf_counter() - t0
@@ -202,12 +202,10 @@ def run_demo(out="demo_out", quick: bool = False, seed: int = 0, model: str = "d
     return summary
 
 
-def _guidance(out: Path, cfg: dict, seed: int, name: str = "digits8", device=None) -> dict:
-    """Density beside prior guidance on the score model (the second paper's q sweep)."""
+def _guidance(out: Path, cfg: dict, seed: int, model, device=None) -> dict:
+    """Density beside prior guidance on the (loaded) score model (the second paper's q sweep)."""
     from .analysis import guidance_sweep
-    from .io import load
 
-    model = load(name, device=device)
     x_T = model.schedule.sample_prior((cfg["n"], *model.transform.model_shape), device=device,
                                       generator=torch.Generator().manual_seed(seed + 10))
     res = guidance_sweep(model, x_T, cfg["q"], steps=max(16, cfg["steps"] // 2), log_prob_kw=DEMO_LOGP,

@@ -30,7 +30,7 @@ from .sampling import _prior_logp
 
 __all__ = ["InfeasibleGuidance", "DensityGuidedODE", "StochasticDensityGuided", "NOISE_PRESETS", "guidance_quantile",
            "prior_rescale", "median_rescale", "sample_prior_guided", "sample_density_guided",
-           "sample_stochastic_density_guided"]
+           "sample_stochastic_density_guided", "sdg_rate_residual"]
 
 
 def _indicator(lam, a: float, b: float, strength: float):
@@ -278,3 +278,30 @@ def sample_stochastic_density_guided(model, x_T: Tensor, q: float, noise, steps:
                              progress=progress if full else False, desc=f"stochastic density guidance q={qq:.3g}")
 
     return _run_guided(run, _check_q(q), x_T.shape[0], search, bisect_iters)
+
+
+def sdg_rate_residual(oracle, q: float, phi: float, exact_ito: bool, n: int = 128, steps: int = 256,
+                      lam0: float = -4.0, lam1: float = 4.0, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """On an exact oracle (a ``DiffusedMixture``), per path of SDG with constant φ̃ = ``phi`` from p_{λ0}: the realised
+    log p change minus the target ∫(−div u)dλ + ½√(2D)Φ⁻¹(q)(λ1 − λ0), and the offset −½∫φ̃² g2 ŝᵀ∇²log p ŝ dλ that
+    math.md §2.6 predicts for the reference's η' (left-point sums on the EM grid; x from ``seed``, noise from
+    ``seed + 1``)."""
+    sch, D = oracle.schedule, oracle.mixture.dim
+    x0 = oracle.sample(n, lam0, generator=torch.Generator().manual_seed(seed))
+    dyn = StochasticDensityGuided(sch, q, D, lambda lam: phi, exact_ito=exact_ito)
+    h = (lam1 - lam0) / steps
+    acc = {"pf": torch.zeros(n, dtype=x0.dtype), "off": torch.zeros(n, dtype=x0.dtype), "x": x0, "lam": lam0}
+
+    def left_point(info):
+        x, lam = acc["x"], acc["lam"]
+        lt = torch.tensor(lam, dtype=x.dtype)
+        acc["pf"] += h * (-D * sch.f(lt) - 0.5 * sch.g2(lt) * oracle.laplacian(x, lam))
+        s = oracle.score(x, lam)
+        sh = s / s.norm(dim=1, keepdim=True)
+        acc["off"] += -0.5 * h * phi**2 * sch.g2(lt) * (sh * oracle.hvp(x, lam, sh)).sum(1)
+        acc["x"], acc["lam"] = info["x"], info["lam"]
+
+    out = integrate_sde(oracle, dyn, x0, lam0, lam1, steps=steps, divergence="exact", callback=left_point,
+                        generator=torch.Generator().manual_seed(seed + 1), progress=False)
+    r = oracle.log_prob(out.x, lam1) - oracle.log_prob(x0, lam0) - acc["pf"] - 0.5 * dyn.quant * (lam1 - lam0)
+    return r, acc["off"]

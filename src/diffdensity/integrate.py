@@ -123,6 +123,19 @@ class _InTime:
         return tuple(v * (bcast(jac, v) if isinstance(jac, Tensor) else jac) for v in dy)
 
 
+def _ends(t0: float, t1: float, lam0: float, lam1: float, dtype):
+    """τ ↦ the exact λ₀/λ₁ where the solver's τ (kept in the state's dtype) is an end up to its round-off, so that the
+    first and last evaluations sit at the ends (a previous leg's evaluation there can be reused); else None."""
+    eps = 4 * torch.finfo(dtype).eps
+
+    def lam_at(tau: float):
+        for t, lam in ((t0, lam0), (t1, lam1)):
+            if abs(tau - t) <= eps * max(1.0, abs(t)):
+                return lam
+        return None
+    return lam_at
+
+
 def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float, *, track: bool = False,
                   logp0=None, solver: str = "euler", steps: int | None = None, grid=None,
                   divergence: str | Divergence | None = None, rtol: float = 1e-5, atol: float = 1e-5,
@@ -167,7 +180,7 @@ def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
             t0, t1 = (float(v) for v in tv.to_tau(torch.tensor([lam0, lam1], dtype=torch.float64)))
             bar = _bar(progress, round(abs(lam1 - lam0), 6), desc)
             report = _reporter(callback, bar, field, track, desc, True, lam0)
-            func = _InTime(field, tv, lo, hi)
+            func = _InTime(field, tv, lo, hi, _ends(t0, t1, lam0, lam1, x.dtype))
             if control == "example":
                 def on_step(i, tau, y):
                     lam = tv.to_lam(tau).clamp(lo, hi)

@@ -6,38 +6,84 @@ import math
 import torch
 from torch import Tensor
 
-from ._checks import check_batch, check_finite
+from ._checks import check_batch, check_choice, check_finite, flat_sq
 from .data.transforms import to_model_space, unit_interval_transform
 from .dynamics import PFODE
-from .evaluation import Divergence
+from .evaluation import Divergence, Eval, evaluate
 from .integrate import Samples, integrate_ode, prepare
 
-__all__ = ["log_prob", "bits_per_dim", "ode_sde_gap", "DEQUANTIZE"]
+__all__ = ["log_prob", "bits_per_dim", "ode_sde_gap", "data_end", "prior_end", "DEQUANTIZE", "DENSITIES"]
 
 DEQUANTIZE = ("uniform", "none")
+DENSITIES = ("lambda_max", "data")
 
 
 def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "dopri5", steps: int | None = None,
              rtol: float = 1e-5, atol: float = 1e-5, n_probes: int = 1, generator: torch.Generator | None = None,
              *, prior=None, probe: str = "rademacher", chunk_size: int | str | None = "auto",
-             return_nfe: bool = False, progress=None, time: str | None = None, grid=None, control: str = "batch"):
+             return_nfe: bool = False, progress=None, time: str | None = None, grid=None, control: str = "batch",
+             density: str = "lambda_max"):
     """log p_{λ_max}(x) in nats -> (batch,): encode x by the PF-ODE to λ_min accumulating Δ = ∫(−div u)dλ, then
     log p(x) = prior(x_enc) − Δ (math.md §1.1). ``prior`` defaults to the schedule's Gaussian prior;
-    ``return_nfe=True`` returns (logp, nfe). Fixed-grid solvers ("euler", "heun") take ``steps`` (default 1024)
-    on ``grid`` (a kind or λ values). ``time``: the integration variable (default: the schedule's natural time for
-    dopri5, its ``fixed_time`` for Euler/Heun, each measured: README "Integration variable");
+    ``density="data"``: log p₀(x), the data's own density, with both ends beyond the schedule's range closed by
+    their limits (math.md §1.1b: :func:`data_end`, :func:`prior_end`; no extra NFE with dopri5, one score call with
+    Euler/Heun; a given ``prior`` is p at λ_min, so only the data end is closed); ``return_nfe=True`` returns
+    (logp, nfe). Fixed-grid solvers ("euler", "heun") take ``steps`` (default 1024) on ``grid`` (a kind or λ
+    values). ``time``: the integration variable (default: the schedule's natural time for dopri5, its
+    ``fixed_time`` for Euler/Heun, each measured: README "Integration variable");
     ``control``: dopri5's error control shared by the batch ("batch", fewest NFE) or per example ("example": an
-    example's log p does not depend on its batch). ``generator`` may be one generator per example (per-example Hutchinson probes)."""
-    prepare(model, x, "x")
+    example's log p does not depend on its batch). ``generator`` may be one generator per example (per-example
+    Hutchinson probes)."""
+    check_choice(density, "density", DENSITIES)
+    m = prepare(model, x, "x")
     sch = model.schedule
     if solver != "dopri5" and steps is None and (grid is None or isinstance(grid, str)):
         steps = 1024
     div = Divergence(divergence, n_probes=n_probes, probe=probe, generator=generator, chunk_size=chunk_size)
-    enc = integrate_ode(model, PFODE(sch), x, sch.lambda_max, sch.lambda_min, track=True, solver=solver,
+    first, offset = None, 0.0
+    if density == "data":  # enter at α(λ_max)·x; the first stage reuses this evaluation
+        a = float(sch.alpha_sigma(torch.tensor(sch.lambda_max, dtype=torch.float64))[0])
+        x = a * x
+        first = evaluate(m, sch.lambda_max, x, {"lap"}, div)
+        offset = data_end(sch, first)
+    enc = integrate_ode(m, PFODE(sch), x, sch.lambda_max, sch.lambda_min, track=True, solver=solver,
                         steps=steps, grid=grid, divergence=div, rtol=rtol, atol=atol, progress=progress,
-                        desc="log_prob", time=_pf_time(time, solver), control=control)
-    lp = (prior or sch.prior_log_prob)(enc.x) - enc.logp
-    return (lp, enc.nfe) if return_nfe else lp
+                        desc="log_prob", time=_pf_time(time, solver), control=control, first_eval=first)
+    if prior is not None or density == "lambda_max":
+        lp0 = (prior or sch.prior_log_prob)(enc.x)
+    else:
+        lp0 = prior_end(sch, _end_eval(m, sch.lambda_min, enc))
+    lp = lp0 - enc.logp + offset
+    return (lp, m.nfe) if return_nfe else lp
+
+
+def data_end(schedule, ev: Eval) -> Tensor:
+    """log p₀(x) − log p_{λ_max}(α x) for data x, from the evaluation ``ev`` at (λ_max, α x) (math.md §1.1b):
+    D log α − ½σ²(‖s‖² + Δ log p), α and σ at λ_max (the heat equation's first term; the next is O(e^{−2λ_max}))."""
+    lam = torch.tensor(float(ev.lam), dtype=torch.float64)
+    a, s = (float(v) for v in schedule.alpha_sigma(lam))
+    D = ev.x[0].numel()
+    return D * math.log(a) - 0.5 * s**2 * (flat_sq(ev.s) + ev.lap)
+
+
+def prior_end(schedule, ev: Eval) -> Tensor:
+    """log p_{λ_min}(z) from the score at (λ_min, z) (math.md §1.1b): log N(z; z + σ²s, σ²I) = −½σ²‖s‖² − D log(σ√2π),
+    exact as λ_min → −∞; its leading residual is −tr Cov[x₀]·α²/σ² (σ, α at λ_min), where the Gaussian prior
+    leaves αzᵀE[x₀]/σ²."""
+    lam = torch.tensor(float(ev.lam), dtype=torch.float64)
+    s = float(schedule.alpha_sigma(lam)[1])
+    D = ev.x[0].numel()
+    return -0.5 * s**2 * flat_sq(ev.s) - D * (math.log(s) + 0.5 * math.log(2 * math.pi))
+
+
+def _end_eval(model, lam: float, enc: Samples) -> Eval:
+    """The solve's own evaluation at its end point when it made one (dopri5's last stage), else one score call."""
+    ev = enc.last
+    if ev is not None and ev.x.shape == enc.x.shape and abs(float(ev.lam) - lam) <= 1e-9 * (1 + abs(lam)):
+        tol = 64 * torch.finfo(enc.x.dtype).eps * (1 + float(enc.x.abs().max()))
+        if float((ev.x - enc.x).abs().max()) <= tol:  # dense output at the end: equal up to round-off
+            return ev
+    return evaluate(model, lam, enc.x)
 
 
 def _pf_time(time, solver):

@@ -61,6 +61,12 @@ def _needs(dyn: Dynamics, rule: LogDensityRule | None, lam, x, noise) -> frozens
     return dyn.needs | (rule.needs(lam, x, noise) if rule is not None else frozenset())
 
 
+def _same_lam(a, b) -> bool:
+    """λ values (floats or per-sample tensors) equal up to round-off."""
+    a, b = (torch.as_tensor(v, dtype=torch.float64).detach().cpu().reshape(-1) for v in (a, b))
+    return bool(((a - b).abs() <= 1e-9 * (1 + b.abs())).all())
+
+
 class AugmentedODE:
     """The vector field λ ↦ (ũ, d log p/dλ) of an ODE sampler (log p only when ``track``); ``last`` is the last
     evaluation, for callbacks."""
@@ -75,7 +81,7 @@ class AugmentedODE:
     def _reuse(self, lam, x, needs) -> Eval | None:
         """The previous leg's end evaluation, once, if it is at this (λ, x) and holds what is needed."""
         ev, self.first = self.first, None
-        if ev is None or abs(float(ev.lam) - float(lam)) > 1e-9 * (1 + abs(float(lam))) or not torch.equal(ev.x, x):
+        if ev is None or not _same_lam(ev.lam, lam) or not torch.equal(ev.x, x):
             return None
         if ("lap" in needs and ev.lap is None) or ("hvp" in needs and ev.hvp is None):
             return None
