@@ -97,6 +97,29 @@ def test_flow_matching_scheduler_maps_through_flow(tmp_path):
         assert (got - ref).abs().max() <= 1e-5 * ref.abs().max()
 
 
+def test_timestep_grid_preset_drives_every_sampler():
+    """The model's own discrete timesteps as a grid: 17 of the 1000 training timesteps (999, 937, …, 0) at their
+    exact λ_k, the ends the schedule's; sample_ode, sample_sde and log_prob step exactly on them (NFE = 16)."""
+    sch = DDPMScheduler(num_train_timesteps=1000)
+    m = dd.from_diffusers(tiny_unet(attn=False), sch).eval()
+    grid = m.timestep_grid(16)
+    table = m.lam_table
+    ks = torch.linspace(999, 0, 17, dtype=torch.float64).round().long()
+    assert grid.shape == (17,) and torch.equal(grid[1:-1], table[ks[1:-1]])
+    assert (grid[0], grid[-1]) == (m.schedule.lambda_min, m.schedule.lambda_max) and (grid.diff() > 0).all()
+    seen = []
+    xT = m.schedule.sample_prior((2, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    out = dd.sample_ode(m, xT, grid=grid, callback=lambda i: seen.append(i["lam"]), progress=False)
+    assert out.nfe == 16 and torch.allclose(torch.tensor(seen, dtype=torch.float64), grid[1:])
+    assert dd.sample_sde(m, xT, grid=grid, progress=False).x.shape == xT.shape
+    _, nfe = dd.log_prob(m, out.x, solver="euler", grid=grid.flip(0), return_nfe=True)
+    assert nfe == 16
+    narrow = dd.from_diffusers(tiny_unet(attn=False), sch, lambda_range=(-3.0, 3.0)).timestep_grid(16)
+    assert (narrow[0], narrow[-1]) == (-3.0, 3.0) and (narrow.diff() > 0).all() and narrow.numel() < 17
+    flow = dd.from_diffusers(tiny_unet(attn=False), FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000))
+    assert torch.allclose(flow.timestep_grid(8), flow.schedule.grid(8, dtype=torch.float64, kind="t"))
+
+
 def test_outside_the_trained_range_and_bad_input_are_clear_errors(tmp_path, monkeypatch):
     sch = DDPMScheduler(num_train_timesteps=1000)
     m = dd.from_diffusers(tiny_unet(attn=False), sch)

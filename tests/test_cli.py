@@ -35,6 +35,15 @@ def test_models_sample_and_log_prob(tmp_path):
     assert len(bpd["bits_per_dim"]) == 4 and 0.5 < bpd["mean"] < 4.0
 
 
+def test_sample_with_the_multistep_solver(tmp_path):
+    res = CliRunner().invoke(main, ["sample", "toy2d-moons", "--method", "ode", "--solver", "ab2", "--n", "8",
+                                    "--steps", "16", "--out", str(tmp_path / "ab2")])
+    assert res.exit_code == 0, res.output
+    arr = np.load(tmp_path / "ab2" / "samples.npz")
+    assert arr["x"].shape == (8, 2) and np.isfinite(arr["logp"]).all()
+    assert json.loads((tmp_path / "ab2" / "summary.json").read_text())["solver"] == "ab2"
+
+
 def test_sample_unknown_model_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(main, ["sample", "no-such-model", "--out", str(tmp_path)])
     assert res.exit_code == 1 and "shipped models" in res.output and "Traceback" not in res.output

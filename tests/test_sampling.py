@@ -194,3 +194,27 @@ def test_sample_ode_and_sde_errors():
 
     with pytest.raises(ValueError, match="lam1"):
         integrate_ode(m, PFODE(s), xT, 0.0, 12.0, track=False, solver="dopri5")
+
+
+@pytest.mark.parametrize("name", ["VP", "FlowMatching"])
+def test_ab2_sampler_is_second_order_at_one_evaluation_per_step(name):
+    """solver="ab2" (Adams–Bashforth 2 on the default grid and stepping variable) on the D = 64 oracle: the samples'
+    error against a tight dopri5 solve from the same x_T falls by ≈ 4× per doubling of the steps (order 2: the fitted
+    order over 64 → 256 steps within 0.3 of 2, Euler's within 0.3 of 1), at the NFE of Euler (measured at 64 steps:
+    VP 0.0098 vs 0.088, flow matching 0.0025 vs 0.071)."""
+    s = getattr(dd, name)()
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(4, 64, generator=g, dtype=torch.float64)
+    m = dd.GaussianMixture(mu / mu.norm(dim=1, keepdim=True) * 4.0, torch.full((4,), 0.3, dtype=torch.float64))
+    m = m.diffused(s)
+    xT = s.sample_prior((32, 64), generator=g, dtype=torch.float64)
+    ref = dd.sample_ode(m, xT, solver="dopri5", rtol=1e-9, atol=1e-9, progress=False).x
+    orders = {}
+    for solver in ("euler", "ab2"):
+        errs = []
+        for steps in (64, 128, 256):
+            out = dd.sample_ode(m, xT, steps=steps, solver=solver, progress=False)
+            assert out.nfe == steps
+            errs.append((out.x - ref).norm(dim=1).mean().item())
+        orders[solver] = np.polyfit(np.log([1 / 64, 1 / 128, 1 / 256]), np.log(errs), 1)[0]
+    assert abs(orders["ab2"] - 2.0) < 0.3 and abs(orders["euler"] - 1.0) < 0.3, orders

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ._checks import batch_lam, bcast
+from ._checks import batch_lam, bcast, check_count
 from .models import TO_EPS
 from .schedules import VE, VP, FlowMatching, Schedule
 
@@ -310,6 +310,19 @@ class DiffusersModel(_ForeignNetModel):
         if self.kind == "flow":
             return self.num_train_timesteps * torch.sigmoid(-0.5 * lam_b.to(torch.float64))
         return timestep_from_lambda(lam_b, self.lam_table)
+
+    def timestep_grid(self, steps: int) -> Tensor:
+        """λ values (increasing, float64) of ``steps`` + 1 of the model's own training timesteps, evenly spaced from
+        T − 1 (noise) to 0 (data) as DDIM's "linspace" spacing, within the schedule's range (its ends exactly):
+        a preset for ``grid=`` of every sampler. A flow-matching scheduler's time is continuous: uniform in t."""
+        check_count(steps, "steps")
+        sch = self.schedule
+        if self.kind == "flow":
+            return sch.grid(int(steps), dtype=torch.float64, kind="t")
+        ks = torch.linspace(self.num_train_timesteps - 1, 0, int(steps) + 1, dtype=torch.float64).round().long()
+        lam = self.lam_table[ks].clamp(sch.lambda_min, sch.lambda_max)
+        lam[0], lam[-1] = sch.lambda_min, sch.lambda_max
+        return torch.unique_consecutive(lam)
 
     def _call(self, x: Tensor, t: Tensor, cond) -> Tensor:
         kw = _condition_kwargs(cond, x.shape[0], self._accepts)

@@ -21,7 +21,7 @@ from .tracking import TRACKERS, AugmentedODE, AugmentedSDE
 
 __all__ = ["Samples", "integrate_ode", "integrate_sde", "ODE_SOLVERS", "CONTROLS", "DEFAULT_GRID", "prepare"]
 
-ODE_SOLVERS = ("euler", "heun", "dopri5")
+ODE_SOLVERS = ("euler", "heun", "ab2", "dopri5")
 CONTROLS = ("example", "batch")
 DEFAULT_GRID = "default"  # steps= without grid=: the schedule's default_grid (measured: README)
 
@@ -142,8 +142,8 @@ def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
                   max_steps: int = 10_000, generator=None, callback=None, progress=None, desc: str = "ode",
                   time: str | None = None, control: str = "batch", first_eval: Eval | None = None,
                   quadrature: str = "trapezoid") -> Samples:
-    """Integrate an ODE dynamics from λ₀ to λ₁ (either direction) by ``solver`` ("euler", "heun" on ``steps`` or a
-    ``grid``; "dopri5" adaptive), tracking log p from ``logp0`` (default 0) by the §2.4 rule if ``track``.
+    """Integrate an ODE dynamics from λ₀ to λ₁ (either direction) by ``solver`` ("euler", "heun", "ab2" on ``steps``
+    or a ``grid``; "dopri5" adaptive), tracking log p from ``logp0`` (default 0) by the §2.4 rule if ``track``.
 
     ``grid``: a tensor of λ values or a kind of :meth:`Schedule.grid` ("lambda", "t", "sigma", "edm", "natural";
     default the schedule's ``default_grid``). ``time``: the variable the solver steps in ("lambda", "t", "sigma",
@@ -174,7 +174,8 @@ def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
     with torch.no_grad():
         if solver == "dopri5":
             if steps is not None or (grid is not None and not isinstance(grid, str)):
-                raise ValueError("solver='dopri5' chooses its own steps (rtol/atol); steps/grid are for 'euler'/'heun'.")
+                raise ValueError("solver='dopri5' chooses its own steps (rtol/atol); steps/grid are for the fixed-step "
+                                 "solvers.")
             sch.check_lam(lam0, "lam0")
             sch.check_lam(lam1, "lam1")
             t0, t1 = (float(v) for v in tv.to_tau(torch.tensor([lam0, lam1], dtype=torch.float64)))

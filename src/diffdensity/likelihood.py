@@ -28,7 +28,7 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "do
     ``density="data"``: log p₀(x), the data's own density, with both ends beyond the schedule's range closed by
     their limits (math.md §1.1b: :func:`data_end`, :func:`prior_end`; no extra NFE with dopri5, one score call with
     Euler/Heun; a given ``prior`` is p at λ_min, so only the data end is closed); ``return_nfe=True`` returns
-    (logp, nfe). Fixed-grid solvers ("euler", "heun") take ``steps`` (default 1024) on ``grid`` (a kind or λ
+    (logp, nfe). Fixed-grid solvers ("euler", "heun", "ab2") take ``steps`` (default 1024) on ``grid`` (a kind or λ
     values). ``time``: the integration variable (default: the schedule's natural time for dopri5, its
     ``fixed_time`` for Euler/Heun, each measured: README "Integration variable");
     ``control``: dopri5's error control shared by the batch ("batch", fewest NFE) or per example ("example": an

@@ -30,7 +30,8 @@ def sample_ode(model, x_T: Tensor, steps: int | None = None, solver: str = "eule
     Karczewski et al. 2025a, math.md §1.1) from ``prior(x_T)`` (default: the schedule's Gaussian prior).
     ``steps`` (default 256) is for the fixed-step solvers on ``grid`` (λ values, or a kind: "lambda", "t", "sigma",
     "edm", "natural"; default the schedule's ``default_grid``); "dopri5" chooses its own (giving both is an error).
-    ``time``: integration variable."""
+    ``solver``: "euler", "ab2" (Adams–Bashforth 2: order 2 at one evaluation per step, the most accurate at a fixed
+    NFE: README "A multistep solver"), "heun" or "dopri5". ``time``: integration variable."""
     prepare(model, x_T)
     sch = model.schedule
     div = Divergence(divergence, n_probes=n_probes, generator=generator) if track_logp else None

@@ -1,4 +1,4 @@
-"""Fixed-grid ODE solvers (Euler, Heun) on tuple states; any grid, increasing or decreasing."""
+"""Fixed-grid ODE solvers (Euler, Heun, Adams–Bashforth 2) on tuple states; any grid, increasing or decreasing."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -58,12 +58,32 @@ def _heun(f, y, l0, l1):
     return tuple(a + 0.5 * h * (b + c) for a, b, c in zip(y, k1, k2))
 
 
-ODE_METHODS = {"euler": _euler, "heun": _heun}
+class _AB2:
+    """Adams–Bashforth 2 on any grid: y_{i+1} = y_i + h_i[(1 + r/2) f_i − (r/2) f_{i−1}], r = h_i/h_{i−1}, the first
+    step Euler. Order 2 at one evaluation per step: it reuses the previous step's (the multistep idea of
+    DPM-Solver++(2M), Lu et al. 2022, here generic in whatever variable the grid is in)."""
+
+    def __init__(self):
+        self.prev = None  # (h_{i−1}, f_{i−1})
+
+    def __call__(self, f, y, l0, l1):
+        h, k = l1 - l0, f(l0, y)
+        if self.prev is None:
+            out = axpy(y, h, k)
+        else:
+            r = h / self.prev[0]
+            out = tuple(a + h * ((1 + 0.5 * r) * b - 0.5 * r * c) for a, b, c in zip(y, k, self.prev[1]))
+        self.prev = (h, k)
+        return out
+
+
+ODE_METHODS = {"euler": _euler, "heun": _heun, "ab2": _AB2}
 
 
 def odeint(func, y0, grid, method: str = "euler", return_path: bool = False, progress=None, callback=None,
            quadrature=None) -> Solution:
-    """Integrate dy/dλ = func(λ, y) over ``grid`` with a fixed-step method ("euler": order 1, "heun": order 2).
+    """Integrate dy/dλ = func(λ, y) over ``grid`` with a fixed-step method ("euler": order 1; "heun": order 2, two
+    evaluations per step; "ab2": order 2, one evaluation per step, Adams–Bashforth).
     ``callback(i, lam, y)`` runs after step i with the state y at the step's end λ.
 
     ``quadrature=(k, u, dtau_du)`` (Euler only): the last k components of y are integrals whose rate does not depend
@@ -77,6 +97,8 @@ def odeint(func, y0, grid, method: str = "euler", return_path: bool = False, pro
     if quadrature is not None and method != "euler":
         raise ValueError(f"quadrature= is an option of method='euler' (got {method!r}).")
     step = ODE_METHODS[method] if quadrature is None else _EulerTrapezoid(*quadrature)
+    if isinstance(step, type):  # a multistep method keeps its past evaluations: a fresh one per solve
+        step = step()
     f = _Counted(func)
     y = as_tuple(y0)
     path = [y] if return_path else []
