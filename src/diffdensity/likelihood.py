@@ -11,6 +11,7 @@ from .data.transforms import to_model_space, unit_interval_transform
 from .dynamics import PFODE
 from .evaluation import Divergence, Eval, evaluate
 from .integrate import Samples, integrate_ode, prepare
+from .tracking import _same_lam
 
 __all__ = ["log_prob", "bits_per_dim", "ode_sde_gap", "data_end", "prior_end", "DEQUANTIZE", "DENSITIES"]
 
@@ -79,7 +80,7 @@ def prior_end(schedule, ev: Eval) -> Tensor:
 def _end_eval(model, lam: float, enc: Samples) -> Eval:
     """The solve's own evaluation at its end point when it made one (dopri5's last stage), else one score call."""
     ev = enc.last
-    if ev is not None and ev.x.shape == enc.x.shape and abs(float(ev.lam) - lam) <= 1e-9 * (1 + abs(lam)):
+    if ev is not None and ev.x.shape == enc.x.shape and _same_lam(ev.lam, lam):  # λ: a float or per sample
         tol = 64 * torch.finfo(enc.x.dtype).eps * (1 + float(enc.x.abs().max()))
         if float((ev.x - enc.x).abs().max()) <= tol:  # dense output at the end: equal up to round-off
             return ev
