@@ -229,6 +229,7 @@ def models_cmd():
         click.echo(name)
 
 
+ODE_SOLVERS = ("euler", "heun", "ab2", "dopri5")  # integrate.ODE_SOLVERS, not imported: the CLI starts without torch
 SAMPLE_METHODS = ("ode", "sde", "hd", "prior-guided", "density-guided", "stochastic-density-guided",
                   "distributional", "ddim")
 _DEFAULT_STEPS = {"ode": 256, "sde": 1024, "hd": 1024, "prior-guided": 64, "density-guided": 64,
@@ -305,7 +306,7 @@ def run_sampler(m, method, x_T, *, steps, generator, track_logp=True, tracker="c
 @click.option("--track-logp/--no-track-logp", "track", default=True, help="track log p along the sampler")
 @click.option("--no-track", "track", flag_value=False, hidden=True)
 @click.option("--tracker", type=click.Choice(["corrected", "em"]), default="corrected", help="SDE log-density tracker")
-@click.option("--solver", type=click.Choice(["euler", "heun", "ab2", "dopri5"]), default="euler", help="ODE solver")
+@click.option("--solver", type=click.Choice(ODE_SOLVERS), default="euler", help="ODE solver")
 @click.option("--divergence", type=click.Choice(["hutchinson", "exact"]), default="hutchinson",
               help="Δ log p estimator where a sampler needs it")
 @click.option("--threshold", type=float, default=4.0, help="hd: the λ where the high-density ODE takes over")
@@ -386,7 +387,7 @@ def _read_array(path):
 @click.option("--n", "n", type=click.IntRange(min=1), default=128, help="how many examples")
 @click.option("--bpd/--no-bpd", default=True, help="bits/dim of integer data (uniform dequantization)")
 @click.option("--divergence", type=click.Choice(["hutchinson", "exact"]), default="hutchinson")
-@click.option("--solver", type=click.Choice(["euler", "heun", "ab2", "dopri5"]), default="dopri5")
+@click.option("--solver", type=click.Choice(ODE_SOLVERS), default="dopri5")
 @click.option("--steps", type=int, default=None)
 @click.option("--repeats", type=int, default=1, help="dequantization draws averaged for bits/dim")
 @click.option("--density", type=click.Choice(["lambda_max", "data"]), default="lambda_max", show_default=True,
@@ -559,7 +560,7 @@ def _likelihood_data(spec, model, split, image_size):
 @click.option("--batch-size", type=int, default=64)
 @click.option("--levels", type=int, default=None, help="integer levels of the data (default: the data's, 256 for images)")
 @click.option("--repeats", type=int, default=1, help="dequantization draws averaged per example")
-@click.option("--solver", type=click.Choice(["euler", "heun", "ab2", "dopri5"]), default="dopri5")
+@click.option("--solver", type=click.Choice(ODE_SOLVERS), default="dopri5")
 @click.option("--steps", type=int, default=None, help="steps of a fixed-grid solver (default 1024)")
 @click.option("--divergence", type=click.Choice(["hutchinson", "exact"]), default="hutchinson")
 @click.option("--n-probes", type=int, default=1, help="Hutchinson probes")
@@ -612,7 +613,7 @@ def _analysis_common(f):
         click.option("--logp-divergence", type=click.Choice(["hutchinson", "exact"]), default="hutchinson",
                      help="divergence of the PF-ODE encoder that scores finished samples"),
         click.option("--logp-probes", type=int, default=8, help="Hutchinson probes of that encoder"),
-        click.option("--logp-solver", type=click.Choice(["euler", "heun", "ab2", "dopri5"]), default="heun"),
+        click.option("--logp-solver", type=click.Choice(ODE_SOLVERS), default="heun"),
         click.option("--logp-steps", type=int, default=64),
         click.option("--no-progress", "progress", is_flag=True, flag_value=False, default=None),
         click.option("--device", default="cpu", expose_value=False, help="cpu | cuda | cuda:N",

@@ -68,13 +68,12 @@ def data_end(schedule, ev: Eval) -> Tensor:
 
 
 def prior_end(schedule, ev: Eval) -> Tensor:
-    """log p_{λ_min}(z) from the score at (λ_min, z) (math.md §1.1b): log N(z; z + σ²s, σ²I) = −½σ²‖s‖² − D log(σ√2π),
-    exact as λ_min → −∞; its leading residual is −tr Cov[x₀]·α²/σ² (σ, α at λ_min), where the Gaussian prior
-    leaves αzᵀE[x₀]/σ²."""
-    lam = torch.tensor(float(ev.lam), dtype=torch.float64)
-    s = float(schedule.alpha_sigma(lam)[1])
-    D = ev.x[0].numel()
-    return -0.5 * s**2 * flat_sq(ev.s) - D * (math.log(s) + 0.5 * math.log(2 * math.pi))
+    """log p_{λ_min}(z) from the score at (λ_min, z) (math.md §1.1b): log N(z; z + σ²s, σ²I) = log N(σ²s; 0, σ²I),
+    σ at λ_min (the schedule's prior density at σ²s); exact as λ_min → −∞, its leading residual −tr Cov[x₀]·α²/σ²,
+    where the Gaussian prior leaves αzᵀE[x₀]/σ²."""
+    if not _same_lam(ev.lam, schedule.lambda_min):
+        raise ValueError(f"prior_end needs the evaluation at λ_min = {schedule.lambda_min:g}; got λ = {ev.lam}.")
+    return schedule.prior_log_prob(schedule.prior_std**2 * ev.s)
 
 
 def _end_eval(model, lam: float, enc: Samples) -> Eval:
