@@ -15,7 +15,7 @@ from .evaluation import Divergence
 from .integrate import ODE_SOLVERS, Samples, integrate_ode, integrate_sde, prepare
 from .tracking import TRACKERS
 
-__all__ = ["Samples", "sample_ode", "sample_sde", "sample_hd", "threshold_to_lam", "split_steps"]
+__all__ = ["Samples", "sample", "sample_ode", "sample_sde", "sample_hd", "threshold_to_lam", "split_steps"]
 
 
 def _prior_logp(sch, x_T: Tensor, track: bool, prior):
@@ -153,3 +153,27 @@ def sample_hd(model, x_T: Tensor, threshold, steps: int = 1024, first: str = "od
                             first_eval=last)
         x, logp, nfe = leg.x, leg.logp, nfe + leg.nfe
     return Samples(x, logp, nfe)
+
+
+# ------------------------------------------------------------------------------ one runner for every sampler
+def sample(model, x_T: Tensor, method: str = "sde", steps: int | None = None,
+           generator: torch.Generator | None = None, *, callback=None, progress=None, **options) -> Samples:
+    """Run the sampler registered as ``method`` (:data:`diffdensity.registry.SAMPLERS`: "ode", "sde", "hd", the
+    guided ones, "distributional", "ddim") with ``steps`` (default: its own) and the ``options`` that apply to it
+    (an option that does not apply is an error, not ignored; ``None`` values count as not given)."""
+    from .registry import SAMPLERS
+
+    entry = SAMPLERS.get(method)
+    options = {k: v for k, v in options.items() if v is not None}
+    allowed = entry.meta.get("options", ())
+    extra = sorted(set(options) - set(allowed))
+    if extra:
+        raise ValueError(f"{', '.join(extra)} do(es) not apply to the {method!r} sampler; it takes "
+                         f"{', '.join(allowed) or 'no options'}.")
+    missing = [a for a in entry.meta.get("args", ()) if a not in options]
+    if missing:
+        raise ValueError(f"the {method!r} sampler needs {', '.join(missing)}.")
+    args = [options.pop(a) for a in entry.meta.get("args", ())]
+    steps = entry.meta["default_steps"] if steps is None else steps
+    return entry.load()(model, x_T, *args, steps=steps, generator=generator, callback=callback, progress=progress,
+                        **options)
