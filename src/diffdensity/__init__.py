@@ -5,7 +5,7 @@ The public API of ../shared/docs/api.md, re-exported; nothing else lives here.
 from .schedules import VP, VE, FlowMatching, Schedule
 from .models import NetworkModel, CountingModel, PARAMETRIZATIONS
 from .oracle import GaussianMixture, DiffusedMixture
-from .sampling import Samples, sample_ode, sample_sde, sample_hd
+from .sampling import Samples, sample, sample_ode, sample_sde, sample_hd
 from .modes import mode_tracking
 from .likelihood import log_prob, bits_per_dim, ode_sde_gap
 from .io import load, save, list_models
@@ -17,7 +17,7 @@ __all__ = [
     "VP", "VE", "FlowMatching", "Schedule",
     "NetworkModel", "CountingModel", "PARAMETRIZATIONS",
     "GaussianMixture", "DiffusedMixture",
-    "Samples", "sample_ode", "sample_sde", "sample_hd", "mode_tracking",
+    "Samples", "sample", "sample_ode", "sample_sde", "sample_hd", "mode_tracking",
     "log_prob", "bits_per_dim", "ode_sde_gap",
     "load", "save", "list_models",
     "train", "TrainConfig", "Trainer", "ImportanceSampler", "EMA", "denoising_loss",

@@ -17,8 +17,8 @@ from torch.func import jvp
 
 from ._checks import at, check_choice, check_count, flat_dot, flat_sq
 from .evaluation import make_probes
-from .integrate import ODE_SOLVERS, prepare
-from .solvers import odeint, odeint_adaptive
+from .integrate import prepare
+from .solvers import Problem, odeint, resolve
 
 __all__ = ["SA_METHODS", "score_alignment", "alignment_fraction", "prior_guidance_identity"]
 
@@ -81,11 +81,11 @@ def _grad_div_dot(u_fn, x: Tensor, v: Tensor) -> Tensor:
     return flat_dot(g, v)
 
 
-def _solve(field, y0, lam0, lam1, solver, steps, rtol, atol):
-    if solver == "dopri5":
-        return odeint_adaptive(field, y0, lam0, lam1, rtol=rtol, atol=atol).y
+def _solve(field, y0, lam0, lam1, solver, steps, schedule):
+    if solver.adaptive:
+        return solver.solve(field, y0, lam0, lam1).y
     grid = torch.linspace(lam0, lam1, int(steps) + 1, dtype=torch.float64)
-    return odeint(field, y0, grid, method=solver).y
+    return odeint(field, y0, grid, method=solver, problem=Problem([], schedule=schedule)).y
 
 
 def score_alignment(model, x_T: Tensor, lambda_max: float, method: str = "score", steps: int = 1024,
@@ -98,10 +98,10 @@ def score_alignment(model, x_T: Tensor, lambda_max: float, method: str = "score"
     the reference) or the Gaussian prior's −x/σ_T² (``"gaussian"``). ``return_state`` also returns (x, v)."""
     check_choice(method, "method", SA_METHODS)
     check_choice(prior, "prior", _PRIORS)
-    check_choice(solver, "solver", ODE_SOLVERS)
+    solver = resolve(solver, strict=False, rtol=rtol, atol=atol)
     if method == "no_score" and divergence not in ("exact", "hutchinson"):
         raise ValueError(f"divergence={divergence!r}; choose 'exact' or 'hutchinson'.")
-    if solver != "dopri5":
+    if not solver.adaptive:
         check_count(steps, "steps")
     check_count(n_probes, "n_probes")
     prepare(model, x_T)
@@ -115,11 +115,11 @@ def score_alignment(model, x_T: Tensor, lambda_max: float, method: str = "score"
         v0 = -x_T / sch.prior_std**2 if prior == "gaussian" else model.score(x_T, lam0)
     field = _TangentField(model, None if method == "score" else divergence, n_probes, generator)
     if method == "score":
-        x, v = _solve(field, (x_T, v0), lam0, lam1, solver, steps, rtol, atol)
+        x, v = _solve(field, (x_T, v0), lam0, lam1, solver, steps, sch)
         with torch.no_grad():
             sa = flat_dot(model.score(x, lam1), v)
     else:
-        x, v, sa = _solve(field, (x_T, v0, flat_sq(v0)), lam0, lam1, solver, steps, rtol, atol)
+        x, v, sa = _solve(field, (x_T, v0, flat_sq(v0)), lam0, lam1, solver, steps, sch)
     return (sa, x, v) if return_state else sa
 
 
@@ -143,7 +143,8 @@ def prior_guidance_identity(model, x_T: Tensor, lambda_max: float, c: float = 1.
     sch = model.schedule
     lam0, lam1 = sch.lambda_min, float(lambda_max)
     # Euler: the rectangle rule, the discretised integral whose exact derivative Eq 13 computes
-    kw = dict(rtol=rtol, atol=atol) if solver == "dopri5" else dict(steps=steps, quadrature="rectangle")
+    solver = resolve(solver, strict=False, rtol=rtol, atol=atol, quadrature="rectangle")
+    kw = {} if solver.adaptive else dict(steps=steps)
 
     def F(y):
         out = integrate_ode(model, PFODE(sch), y, lam0, lam1, track=log_prob is None,

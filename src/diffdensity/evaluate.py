@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .io import atomic_write
 from .likelihood import _data_dtype, bits_per_dim
 from .models import CountingModel
+from .solvers import resolve
 
 __all__ = ["evaluate_bits_per_dim", "example_seed"]
 
@@ -141,7 +142,7 @@ def evaluate_bits_per_dim(model, dataset, *, batch_size: int = 64, levels: int |
     if device is not None and hasattr(model, "to"):
         model = model.to(device)
     solver_kw = dict(solver=solver, steps=steps, divergence=divergence, n_probes=n_probes, rtol=rtol, atol=atol)
-    if solver == "dopri5":  # per-example error control: an example's value does not depend on its batch
+    if resolve(solver).adaptive:  # per-example error control: an example's value does not depend on its batch
         solver_kw["control"] = log_prob_kw.pop("control", "example")
     settings = {"model": _describe(model, model_name), "n": n, "batch_size": batch_size, "levels": levels,
                 "repeats": reps, "dequantize": dequantize, "seed": seed, **solver_kw,

@@ -25,7 +25,8 @@ from torch import Tensor
 from ._checks import at, bcast, check_count, flat_dot, flat_sq, per_sample
 from .dynamics import Dynamics, ProjectedNoise
 from .evaluation import Divergence, Eval
-from .integrate import ODE_SOLVERS, Samples, integrate_ode, integrate_sde, prepare
+from .integrate import Samples, integrate_ode, integrate_sde, prepare
+from .solvers import resolve
 from .sampling import _prior_logp
 
 __all__ = ["InfeasibleGuidance", "DensityGuidedODE", "StochasticDensityGuided", "NOISE_PRESETS", "guidance_quantile",
@@ -230,8 +231,10 @@ def sample_density_guided(model, x_T: Tensor, q: float, steps: int = 64, *, solv
     d log p/dλ = −div u + ½√(2D)Φ⁻¹(q) (higher q = higher log p; q = 0.5 is the PF-ODE). ``track_logp`` follows
     log p by the §2.4 rule with ``divergence``. Raises :class:`InfeasibleGuidance` where the rate cannot be met."""
     prepare(model, x_T)
-    if solver not in ODE_SOLVERS[:2]:
-        raise ValueError(f"solver={solver!r}; density guidance runs on a fixed grid: 'euler' or 'heun'.")
+    solver = resolve(solver)
+    if solver.adaptive:
+        raise ValueError(f"solver={solver.name!r}; density guidance runs on a fixed grid (its feasibility monitor "
+                         "compares consecutive evaluations): choose a fixed-step solver such as 'euler' or 'heun'.")
     check_count(steps, "steps")
     sch = model.schedule
     x0 = median_rescale(sch, x_T) if rescale else x_T

@@ -12,17 +12,15 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._checks import bcast, check_batch, check_choice, check_count, check_state
+from ._checks import bcast, check_batch, check_count, check_state
 from .dynamics import Dynamics
 from .evaluation import Divergence, Eval
 from .models import CountingModel
-from .solvers import odeint, odeint_adaptive, odeint_dopri5, sdeint
+from .solvers import Problem, odeint, resolve, sdeint
 from .tracking import TRACKERS, AugmentedODE, AugmentedSDE
 
-__all__ = ["Samples", "integrate_ode", "integrate_sde", "ODE_SOLVERS", "CONTROLS", "DEFAULT_GRID", "prepare"]
+__all__ = ["Samples", "integrate_ode", "integrate_sde", "DEFAULT_GRID", "prepare"]
 
-ODE_SOLVERS = ("euler", "heun", "ab2", "dopri5")
-CONTROLS = ("example", "batch")
 DEFAULT_GRID = "default"  # steps= without grid=: the schedule's default_grid (measured: README)
 
 
@@ -136,77 +134,88 @@ def _ends(t0: float, t1: float, lam0: float, lam1: float, dtype):
     return lam_at
 
 
-def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float, *, track: bool = False,
-                  logp0=None, solver: str = "euler", steps: int | None = None, grid=None,
-                  divergence: str | Divergence | None = None, rtol: float = 1e-5, atol: float = 1e-5,
-                  max_steps: int = 10_000, generator=None, callback=None, progress=None, desc: str = "ode",
-                  time: str | None = None, control: str = "batch", first_eval: Eval | None = None,
-                  quadrature: str = "trapezoid") -> Samples:
-    """Integrate an ODE dynamics from λ₀ to λ₁ (either direction) by ``solver`` ("euler", "heun", "ab2" on ``steps``
-    or a ``grid``; "dopri5" adaptive), tracking log p from ``logp0`` (default 0) by the §2.4 rule if ``track``.
+def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float, *, solver="euler",
+                  steps: int | None = None, grid=None, track: bool = False, logp0=None,
+                  divergence: str | Divergence | None = None, generator=None, callback=None, progress=None,
+                  first_eval: Eval | None = None, desc: str = "ode", **solver_options) -> Samples:
+    """Integrate an ODE dynamics from λ₀ to λ₁ (either direction) by ``solver`` — a registered name
+    (:data:`~diffdensity.registry.SOLVERS`) or a :class:`~diffdensity.solvers.Solver` — tracking log p from
+    ``logp0`` (default 0) by the §2.4 rule if ``track``. ``solver_options`` build a named solver (``rtol``, ``atol``,
+    ``max_steps``, ``control`` for dopri5; ``quadrature`` for euler; ``time``: the variable it steps in).
 
-    ``grid``: a tensor of λ values or a kind of :meth:`Schedule.grid` ("lambda", "t", "sigma", "edm", "natural";
-    default the schedule's ``default_grid``). ``time``: the variable the solver steps in ("lambda", "t", "sigma",
-    "log_sigma", "natural": the schedule's ``natural_time``; default λ for dopri5 (log_prob and sample_ode pass
-    "natural", measured for the PF-ODE), the schedule's ``fixed_time`` for Euler/Heun),
-    λ staying the language of grids and callbacks. ``control``: dopri5's error control shared by the batch
-    ("batch", torchdiffeq: its RMS error norm over the batch takes the fewest NFE) or per example ("example":
-    hand-written, an example's result does not depend on its batch-mates).
-    ``first_eval``: an evaluation at (λ₀, x) made by a previous leg (``Samples.last``), reused for the first stage
-    when it holds what that stage needs (no score evaluation is repeated where legs meet).
-    ``quadrature``: how Euler accumulates the tracked log-density: "trapezoid" (default; in λ, borrowing each next
-    step's evaluation, so the NFE is unchanged; README "Step grids") or "rectangle" (plain Euler)."""
-    if solver not in ODE_SOLVERS:
-        raise ValueError(f"solver={solver!r}; choose one of {ODE_SOLVERS}.")
-    if control not in CONTROLS:
-        raise ValueError(f"control={control!r}; choose one of {CONTROLS}.")
-    check_choice(quadrature, "quadrature", ("trapezoid", "rectangle"))
+    Fixed-step solvers run on ``steps`` over ``grid`` (a kind of :meth:`Schedule.grid`: "lambda", "t", "sigma",
+    "edm", "natural"; default the schedule's ``default_grid``) or on ``grid`` given as λ values; adaptive ones
+    choose their own steps. ``first_eval``: an evaluation at (λ₀, x) made by a previous leg (``Samples.last``),
+    reused for the first stage when it holds what that stage needs."""
+    solver = resolve(solver, **solver_options)
     if dynamics.stochastic:
         raise ValueError(f"{type(dynamics).__name__} has noise; integrate it with integrate_sde.")
     m = prepare(model, x, "x")
     lam0, lam1 = float(lam0), float(lam1)
     sch = dynamics.schedule
-    tv = sch.time_variable(("lambda" if solver == "dopri5" else sch.fixed_time) if time is None else time)
-    lo, hi = min(lam0, lam1), max(lam0, lam1)
+    sch.check_lam(lam0, "lam0")
+    sch.check_lam(lam1, "lam1")
+    tv = sch.time_variable(solver.variable_for(sch, None))
     field = AugmentedODE(m, dynamics, track, Divergence.of(divergence, generator), 1 if lam1 >= lam0 else -1,
                          first_eval=first_eval)
+    leg = _Leg(field, tv, lam0, lam1, track, desc)
     y0 = _initial(x, track, logp0)
     with torch.no_grad():
-        if solver == "dopri5":
+        if solver.adaptive:
             if steps is not None or (grid is not None and not isinstance(grid, str)):
-                raise ValueError("solver='dopri5' chooses its own steps (rtol/atol); steps/grid are for the fixed-step "
-                                 "solvers.")
-            sch.check_lam(lam0, "lam0")
-            sch.check_lam(lam1, "lam1")
-            t0, t1 = (float(v) for v in tv.to_tau(torch.tensor([lam0, lam1], dtype=torch.float64)))
-            bar = _bar(progress, round(abs(lam1 - lam0), 6), desc)
-            report = _reporter(callback, bar, field, track, desc, True, lam0)
-            func = _InTime(field, tv, lo, hi, _ends(t0, t1, lam0, lam1, x.dtype))
-            if control == "example":
-                def on_step(i, tau, y):
-                    lam = tv.to_lam(tau).clamp(lo, hi)
-                    report(i, lam0 + (1 if lam1 >= lam0 else -1) * float((lam - lam0).abs().min()), y)
-                sol = odeint_dopri5(func, y0, t0, t1, rtol=rtol, atol=atol, max_steps=max_steps, on_step=on_step)
-            else:
-                def on_accept(i, tau, y, *_):
-                    report(i, float(tv.to_lam(torch.tensor(tau, dtype=torch.float64)).clamp(lo, hi)), y)
-                sol = odeint_adaptive(func, y0, t0, t1, rtol=rtol, atol=atol, max_steps=max_steps, on_accept=on_accept)
+                raise ValueError(f"solver={solver.name!r} chooses its own steps (rtol/atol); steps/grid are for the "
+                                 "fixed-step solvers.")
+            sol = leg.adaptive(solver, y0, progress, callback)
         else:
-            g = _grid(sch, lam0, lam1, steps, grid)
-            bar = _bar(progress, g.numel() - 1, desc)
-            report = _reporter(callback, bar, field, track, desc)
-            taus = tv.to_tau(g)
-            lams = dict(zip(taus.tolist(), g.tolist()))  # grid nodes map back to their exact λ
-            func = _InTime(field, tv, lo, hi, lams.get)
-            # Euler's log-density integral by the trapezoid rule in λ (same NFE; README "Step grids")
-            trapezoid = track and solver == "euler" and quadrature == "trapezoid"
-            quad = (1, g, 1.0 / tv.dlam_dtau(taus)) if trapezoid else None
-            sol = odeint(func, y0, taus, method=solver, callback=lambda i, tau, y: report(i, float(g[i + 1]), y),
-                         quadrature=quad)
-    if bar is not None:
-        bar.close()
+            g = _grid(sch, lam0, lam1, steps, grid, solver.grid or DEFAULT_GRID)
+            sol = leg.fixed(solver, y0, g, progress, callback)
     check_state(desc, lam1, *sol.y)
     return Samples(sol.y[0], sol.y[1] if track else None, m.nfe, field.last)
+
+
+class _Leg:
+    """One ODE leg's plumbing between λ and the solver's variable τ: the field in τ, the reporting hook, the bar."""
+
+    def __init__(self, field, tv, lam0: float, lam1: float, track: bool, desc: str):
+        self.field, self.tv, self.lam0, self.lam1, self.track, self.desc = field, tv, lam0, lam1, track, desc
+        self.lo, self.hi = min(lam0, lam1), max(lam0, lam1)
+
+    def adaptive(self, solver, y0, progress, callback):
+        lam0, lam1, tv = self.lam0, self.lam1, self.tv
+        t0, t1 = (float(v) for v in tv.to_tau(torch.tensor([lam0, lam1], dtype=torch.float64)))
+        bar = _bar(progress, round(abs(lam1 - lam0), 6), self.desc)
+        report = _reporter(callback, bar, self.field, self.track, self.desc, True, lam0)
+        func = _InTime(self.field, tv, self.lo, self.hi, _ends(t0, t1, lam0, lam1, y0[0].dtype))
+        sign = 1 if lam1 >= lam0 else -1
+
+        def on_step(i, tau, y):
+            lam = tv.to_lam(torch.as_tensor(tau, dtype=torch.float64)).clamp(self.lo, self.hi)
+            report(i, lam0 + sign * float((lam - lam0).abs().min()), y)  # per example: the least advanced one
+        try:
+            return solver.solve(func, y0, t0, t1, on_step=on_step)
+        finally:
+            _close(bar)
+
+    def fixed(self, solver, y0, g: Tensor, progress, callback):
+        tv = self.tv
+        bar = _bar(progress, g.numel() - 1, self.desc)
+        report = _reporter(callback, bar, self.field, self.track, self.desc)
+        taus = tv.to_tau(g)
+        lams = dict(zip(taus.tolist(), g.tolist()))  # grid nodes map back to their exact λ
+        func = _InTime(self.field, tv, self.lo, self.hi, lams.get)
+        problem = Problem(taus.tolist(), n_integrals=1 if self.track else 0, u=g.tolist(),
+                          dtau_du=(1.0 / tv.dlam_dtau(taus)).tolist(), lams=g.tolist(),
+                          schedule=self.field.dyn.schedule)
+        try:
+            return odeint(func, y0, taus, method=solver, problem=problem,
+                          callback=lambda i, tau, y: report(i, float(g[i + 1]), y))
+        finally:
+            _close(bar)
+
+
+def _close(bar):
+    if bar is not None:
+        bar.close()
 
 
 def integrate_sde(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float, *, track: bool = False,
@@ -234,8 +243,7 @@ def integrate_sde(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
     with torch.no_grad():
         sol = sdeint(sde, _initial(x, track, logp0), g, generator=generator, dw=dw,
                      callback=_reporter(callback, bar, sde, track, desc))
-    if bar is not None:
-        bar.close()
+    _close(bar)
     last = sde.last if sde.last is not None and float(sde.last.lam) == lam1 else None
     if last is not None and not torch.equal(last.x, sol.y[0]):
         last = None

@@ -11,6 +11,7 @@ from .data.transforms import to_model_space, unit_interval_transform
 from .dynamics import PFODE
 from .evaluation import Divergence, Eval, evaluate
 from .integrate import Samples, integrate_ode, prepare
+from .solvers import resolve
 from .tracking import _same_lam
 
 __all__ = ["log_prob", "bits_per_dim", "ode_sde_gap", "data_end", "prior_end", "DEQUANTIZE", "DENSITIES"]
@@ -29,7 +30,7 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "do
     ``density="data"``: log p₀(x), the data's own density, with both ends beyond the schedule's range closed by
     their limits (math.md §1.1b: :func:`data_end`, :func:`prior_end`; no extra NFE with dopri5, one score call with
     Euler/Heun; a given ``prior`` is p at λ_min, so only the data end is closed); ``return_nfe=True`` returns
-    (logp, nfe). Fixed-grid solvers ("euler", "heun", "ab2") take ``steps`` (default 1024) on ``grid`` (a kind or λ
+    (logp, nfe). ``solver``: a name of :data:`~diffdensity.registry.SOLVERS` or a solver object; fixed-step ones take ``steps`` (default 1024) on ``grid`` (a kind or λ
     values). ``time``: the integration variable (default: the schedule's natural time for dopri5, its
     ``fixed_time`` for Euler/Heun, each measured: README "Integration variable");
     ``control``: dopri5's error control shared by the batch ("batch", fewest NFE) or per example ("example": an
@@ -38,7 +39,8 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "do
     check_choice(density, "density", DENSITIES)
     m = prepare(model, x, "x")
     sch = model.schedule
-    if solver != "dopri5" and steps is None and (grid is None or isinstance(grid, str)):
+    solver = resolve(solver, strict=False, rtol=rtol, atol=atol, control=control, time=_pf_time(time, solver))
+    if not solver.adaptive and steps is None and (grid is None or isinstance(grid, str)):
         steps = 1024
     div = Divergence(divergence, n_probes=n_probes, probe=probe, generator=generator, chunk_size=chunk_size)
     first, offset = None, 0.0
@@ -48,8 +50,8 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "do
         first = evaluate(m, sch.lambda_max, x, {"lap"}, div)
         offset = data_end(sch, first)
     enc = integrate_ode(m, PFODE(sch), x, sch.lambda_max, sch.lambda_min, track=True, solver=solver,
-                        steps=steps, grid=grid, divergence=div, rtol=rtol, atol=atol, progress=progress,
-                        desc="log_prob", time=_pf_time(time, solver), control=control, first_eval=first)
+                        steps=steps, grid=grid, divergence=div, progress=progress, desc="log_prob",
+                        first_eval=first)
     if prior is not None or density == "lambda_max":
         lp0 = (prior or sch.prior_log_prob)(enc.x)
     else:
@@ -87,8 +89,9 @@ def _end_eval(model, lam: float, enc: Samples) -> Eval:
 
 
 def _pf_time(time, solver):
-    """The PF-ODE's integration variable: as given, else the natural time for dopri5 and the fixed-step default."""
-    return time if time is not None else ("natural" if solver == "dopri5" else None)
+    """The PF-ODE's integration variable: as given, else the natural time for an adaptive solver and the fixed-step
+    default."""
+    return time if time is not None else ("natural" if resolve(solver).adaptive else None)
 
 
 def _data_dtype(model, x: Tensor) -> torch.dtype:

@@ -14,7 +14,8 @@ from torch import Tensor
 from ._checks import at, check_count
 from .dynamics import Dynamics
 from .evaluation import Eval
-from .integrate import ODE_SOLVERS, integrate_ode, prepare
+from .integrate import integrate_ode, prepare
+from .solvers import resolve
 
 __all__ = ["MAX_DIM", "ModeTrackingODE", "mode_tracking", "score_derivatives", "posterior_mode_continuation",
            "transition_coefficients"]
@@ -95,8 +96,7 @@ def mode_tracking(model, x_t: Tensor, lam, steps: int = 256, solver: str = "heun
     (the drift's plain one plus the one with third derivatives per stage)."""
     m = prepare(model, x_t, "x_t")
     _check_dim(x_t, max_dim)
-    if solver not in ODE_SOLVERS:
-        raise ValueError(f"solver={solver!r}; choose one of {ODE_SOLVERS}.")
+    solver = resolve(solver)
     sch = model.schedule
     lam0 = float(lam)
     lam1 = sch.lambda_max if lam_end is None else float(lam_end)
@@ -104,10 +104,10 @@ def mode_tracking(model, x_t: Tensor, lam, steps: int = 256, solver: str = "heun
     sch.check_lam(lam1, "lam_end")
     if lam1 <= lam0:
         raise ValueError(f"lam_end={lam1:g} must be above lam={lam0:g}: the mode is tracked toward the data.")
-    if solver != "dopri5":
+    if not solver.adaptive:
         check_count(steps, "steps")
     dyn = ModeTrackingODE(sch, m, lam0)
-    out = integrate_ode(m, dyn, x_t, lam0, lam1, solver=solver, steps=None if solver == "dopri5" else steps,
+    out = integrate_ode(m, dyn, x_t, lam0, lam1, solver=solver, steps=None if solver.adaptive else steps,
                         callback=callback, progress=progress, desc="mode_tracking")
     return (out.x, m.nfe) if return_nfe else out.x
 

@@ -12,7 +12,8 @@ from .adapters import warn_if_guided
 from ._checks import check_choice, check_count
 from .dynamics import HDODE, PFODE, ReverseSDE
 from .evaluation import Divergence
-from .integrate import ODE_SOLVERS, Samples, integrate_ode, integrate_sde, prepare
+from .integrate import Samples, integrate_ode, integrate_sde, prepare
+from .solvers import resolve
 from .tracking import TRACKERS
 
 __all__ = ["Samples", "sample", "sample_ode", "sample_sde", "sample_hd", "threshold_to_lam", "split_steps"]
@@ -30,17 +31,19 @@ def sample_ode(model, x_T: Tensor, steps: int | None = None, solver: str = "eule
     Karczewski et al. 2025a, math.md §1.1) from ``prior(x_T)`` (default: the schedule's Gaussian prior).
     ``steps`` (default 256) is for the fixed-step solvers on ``grid`` (λ values, or a kind: "lambda", "t", "sigma",
     "edm", "natural"; default the schedule's ``default_grid``); "dopri5" chooses its own (giving both is an error).
-    ``solver``: "euler", "ab2" (Adams–Bashforth 2: order 2 at one evaluation per step, the most accurate at a fixed
-    NFE: README "A multistep solver"), "heun" or "dopri5". ``time``: integration variable."""
+    ``solver``: a name of :data:`~diffdensity.registry.SOLVERS` ("euler", "heun", "ab2", "dpmpp2m", "dopri5") or a
+    solver object; ``rtol``/``atol`` apply to adaptive ones. ``time``: the integration variable of the generic
+    fixed-step and adaptive solvers."""
     prepare(model, x_T)
     sch = model.schedule
     div = Divergence(divergence, n_probes=n_probes, generator=generator) if track_logp else None
-    if steps is None and (grid is None or isinstance(grid, str)) and solver != "dopri5":
+    solver = resolve(solver, strict=False, rtol=rtol, atol=atol, time=time)
+    if steps is None and (grid is None or isinstance(grid, str)) and not solver.adaptive:
         steps = 256
     return integrate_ode(model, PFODE(sch), x_T, sch.lambda_min, sch.lambda_max, track=track_logp,
                          logp0=_prior_logp(sch, x_T, track_logp, prior), solver=solver,
-                         steps=steps, grid=grid, divergence=div, rtol=rtol, atol=atol, callback=callback,
-                         progress=progress, desc="sample_ode", time=time)
+                         steps=steps, grid=grid, divergence=div, callback=callback,
+                         progress=progress, desc="sample_ode")
 
 
 def sample_sde(model, x_T: Tensor, steps: int = 1024, track_logp: bool = True, tracker: str = "corrected",
@@ -124,7 +127,7 @@ def sample_hd(model, x_T: Tensor, threshold, steps: int = 1024, first: str = "od
     (default: the schedule's Gaussian) gives log p(x_T). ``nfe`` is the two legs' score evaluations summed.
     """
     check_choice(first, "first", FIRST_LEGS)
-    check_choice(solver, "solver", ODE_SOLVERS)
+    solver = resolve(solver, strict=False, rtol=rtol, atol=atol)
     prepare(model, x_T)
     if track_logp:
         warn_if_guided(model)
@@ -132,12 +135,12 @@ def sample_hd(model, x_T: Tensor, threshold, steps: int = 1024, first: str = "od
     lam_thr = threshold_to_lam(sch, threshold, threshold_kind)
     n1, n2 = split_steps(sch, lam_thr, steps, reference_split)
     div = Divergence(divergence, n_probes=n_probes, generator=generator) if track_logp else None
-    adaptive = solver == "dopri5"
+    adaptive = solver.adaptive
     x, logp, nfe, last = x_T, _prior_logp(sch, x_T, track_logp, prior), 0, None
     if n1:
         if first == "ode":
             leg = integrate_ode(model, PFODE(sch), x, sch.lambda_min, lam_thr, track=track_logp, logp0=logp,
-                                solver=solver, steps=None if adaptive else n1, divergence=div, rtol=rtol, atol=atol,
+                                solver=solver, steps=None if adaptive else n1, divergence=div,
                                 generator=generator, callback=callback, progress=progress, desc="sample_hd: PF-ODE")
         else:
             # the SDE leg's end evaluation (the corrected tracker makes one) also holds what the HD leg's first
@@ -148,7 +151,7 @@ def sample_hd(model, x_T: Tensor, threshold, steps: int = 1024, first: str = "od
         x, logp, nfe, last = leg.x, leg.logp, nfe + leg.nfe, leg.last
     if n2:
         leg = integrate_ode(model, HDODE(sch), x, lam_thr, sch.lambda_max, track=track_logp, logp0=logp,
-                            solver=solver, steps=None if adaptive else n2, divergence=div, rtol=rtol, atol=atol,
+                            solver=solver, steps=None if adaptive else n2, divergence=div,
                             generator=generator, callback=callback, progress=progress, desc="sample_hd: HD-ODE",
                             first_eval=last)
         x, logp, nfe = leg.x, leg.logp, nfe + leg.nfe

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..io import atomic_write
+from ..solvers import resolve
 from ..likelihood import log_prob
 
 __all__ = ["LOG_PROB_DEFAULTS", "evaluate_log_prob", "to_uint8_images", "write_json", "figure", "save_figure",
@@ -25,7 +26,7 @@ def evaluate_log_prob(model, x: Tensor, log_prob_kw: dict | None = None, generat
                       progress=None) -> Tensor:
     """dd.log_prob of ``x`` in batches with ``log_prob_kw`` (default :data:`LOG_PROB_DEFAULTS`) -> (batch,)."""
     kw = dict(LOG_PROB_DEFAULTS if log_prob_kw is None else log_prob_kw)
-    if kw.get("solver") == "dopri5":
+    if resolve(kw.get("solver", "dopri5")).adaptive:
         kw.pop("steps", None)
     out = [log_prob(model, x[i:i + batch_size], generator=generator, progress=progress, **kw)
            for i in range(0, x.shape[0], batch_size)]

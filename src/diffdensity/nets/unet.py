@@ -114,24 +114,10 @@ class UNet(nn.Module):
         scale_shift: bool = True,
     ):
         super().__init__()
-        ch_mult, attn_resolutions = [int(m) for m in ch_mult], [int(r) for r in attn_resolutions]
-        for name, v in (("in_channels", in_channels), ("resolution", resolution), ("ch", ch),
-                        ("num_res_blocks", num_res_blocks), ("head_dim", head_dim), ("norm_groups", norm_groups)):
-            if isinstance(v, bool) or int(v) != v or v < 1:
-                raise ValueError(f"UNet: {name} must be a positive integer, got {v!r}.")
-        if not ch_mult or min(ch_mult) < 1:
-            raise ValueError(f"UNet: ch_mult must be a non-empty sequence of positive integers, got {ch_mult}.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"UNet: dropout must be in [0, 1), got {dropout}.")
-        out_channels = in_channels if out_channels is None else int(out_channels)
-        emb_dim = 4 * ch if emb_dim is None else int(emb_dim)
-        self.config = {
-            "type": "UNet", "in_channels": int(in_channels), "resolution": int(resolution), "ch": int(ch),
-            "ch_mult": ch_mult, "num_res_blocks": int(num_res_blocks), "attn_resolutions": attn_resolutions,
-            "dropout": float(dropout), "head_dim": int(head_dim), "num_heads": num_heads,
-            "out_channels": out_channels, "emb_dim": emb_dim, "norm_groups": int(norm_groups),
-            "scale_shift": bool(scale_shift),
-        }
+        self.config = _unet_config(in_channels, resolution, ch, ch_mult, num_res_blocks, attn_resolutions, dropout,
+                                   head_dim, num_heads, out_channels, emb_dim, norm_groups, scale_shift)
+        ch_mult, attn_resolutions = self.config["ch_mult"], self.config["attn_resolutions"]
+        out_channels, emb_dim = self.config["out_channels"], self.config["emb_dim"]
         self.in_channels = int(in_channels)
         rb = lambda i, o, **kw: ResBlock(i, o, emb_dim, dropout, norm_groups=norm_groups, scale_shift=scale_shift, **kw)  # noqa: E731
         attn = lambda c: AttentionBlock(c, head_dim, num_heads, norm_groups)  # noqa: E731
@@ -210,3 +196,26 @@ def unet_preset(name: str, **overrides) -> UNet:
     if name not in UNET_PRESETS:
         raise ValueError(f"unknown UNet preset {name!r}; valid presets: {', '.join(UNET_PRESETS)}.")
     return UNet(**{**UNET_PRESETS[name], **overrides})
+
+
+def _unet_config(in_channels, resolution, ch, ch_mult, num_res_blocks, attn_resolutions, dropout, head_dim, num_heads,
+                 out_channels, emb_dim, norm_groups, scale_shift) -> dict:
+    """The UNet's arguments checked and completed (defaults filled in) as its JSON config."""
+    ch_mult, attn_resolutions = [int(m) for m in ch_mult], [int(r) for r in attn_resolutions]
+    for name, v in (("in_channels", in_channels), ("resolution", resolution), ("ch", ch),
+                    ("num_res_blocks", num_res_blocks), ("head_dim", head_dim), ("norm_groups", norm_groups)):
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise ValueError(f"UNet: {name} must be a positive integer, got {v!r}.")
+    if not ch_mult or min(ch_mult) < 1:
+        raise ValueError(f"UNet: ch_mult must be a non-empty sequence of positive integers, got {ch_mult}.")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"UNet: dropout must be in [0, 1), got {dropout}.")
+    out_channels = in_channels if out_channels is None else int(out_channels)
+    emb_dim = 4 * ch if emb_dim is None else int(emb_dim)
+    return {
+        "type": "UNet", "in_channels": int(in_channels), "resolution": int(resolution), "ch": int(ch),
+        "ch_mult": ch_mult, "num_res_blocks": int(num_res_blocks), "attn_resolutions": attn_resolutions,
+        "dropout": float(dropout), "head_dim": int(head_dim), "num_heads": num_heads,
+        "out_channels": out_channels, "emb_dim": emb_dim, "norm_groups": int(norm_groups),
+        "scale_shift": bool(scale_shift),
+    }

@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from .._rng import draw
-from .fixed import Solution, as_tuple, check_grid
+from .base import as_tuple
+from .fixed import Solution, check_grid
 
 
 def brownian_increments(dw_fine: Tensor, factor: int) -> Tensor:

@@ -195,7 +195,7 @@ def _check_numbers(c: TrainConfig) -> None:
 
 def _check_eval(c: TrainConfig) -> None:
     from ..likelihood import log_prob
-    from ..integrate import ODE_SOLVERS
+    from ..registry import SOLVERS
 
     kw = c.eval_kwargs
     if not isinstance(kw, dict):
@@ -204,8 +204,8 @@ def _check_eval(c: TrainConfig) -> None:
     unknown = sorted(set(kw) - allowed)
     if unknown:
         raise ValueError(f"eval_kwargs has unknown arguments {unknown}; valid ones: {sorted(allowed)}.")
-    if kw.get("solver", "dopri5") not in ODE_SOLVERS:
-        raise ValueError(f"eval solver {kw['solver']!r}; choose one of {', '.join(ODE_SOLVERS)}.")
+    if kw.get("solver", "dopri5") not in SOLVERS:
+        raise ValueError(f"eval solver {kw['solver']!r}; choose one of {', '.join(SOLVERS)}.")
     if kw.get("steps") is not None and (not _is_int(kw["steps"]) or kw["steps"] < 1):
         raise ValueError(f"eval steps={kw['steps']!r}: need a positive integer.")
     if kw.get("n_probes") is not None and (not _is_int(kw["n_probes"]) or kw["n_probes"] < 1):

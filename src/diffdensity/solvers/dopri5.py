@@ -1,4 +1,5 @@
-"""Adaptive ODE solves through torchdiffeq (dopri5 and friends), with an NFE count, a step cap and per-step hooks."""
+"""Dormand–Prince 5(4): adaptive solves through torchdiffeq (one step size per batch) or by hand (one per example),
+with an NFE count, a step cap and per-step hooks; :class:`Dopri5` is the solver object."""
 from __future__ import annotations
 
 import math
@@ -6,8 +7,13 @@ import math
 import torch
 import torchdiffeq
 
-from .._checks import NonFiniteError
-from .fixed import Solution, as_tuple
+from .._checks import NonFiniteError, check_choice
+from .base import AdaptiveSolver, as_tuple
+from .fixed import Solution
+
+__all__ = ["Dopri5", "CONTROLS", "odeint_adaptive", "odeint_dopri5"]
+
+CONTROLS = ("batch", "example")
 
 
 class _Field:
@@ -28,13 +34,11 @@ class _Field:
             self.on_accept(self.steps - 1, float(t0 + dt), as_tuple(y0), self.n)
 
 
-def odeint_adaptive(func, y0, lam0: float, lam1: float, rtol: float = 1e-5, atol: float = 1e-5,
-                    method: str = "dopri5", max_steps: int = 10_000, on_accept=None, **options) -> Solution:
-    """Integrate dy/dλ = func(λ, y) from lam0 to lam1 with torchdiffeq's adaptive ``method``.
+_STIFF = "the ODE is stiff or the model diverges there; raise max_steps or the tolerances, or use a fixed-step solver."
 
-    ``max_steps`` caps the accepted + rejected steps (RuntimeError naming the λ reached when hit);
-    ``on_accept(i, lam, y_start, nfe)`` runs after each accepted step (y_start: the state where that step began).
-    """
+
+def _check_controls(rtol, atol, max_steps) -> None:
+    """Tolerances: positive finite numbers; max_steps: a positive integer."""
     if not (isinstance(rtol, (int, float)) and isinstance(atol, (int, float))) or isinstance(rtol, bool) \
             or isinstance(atol, bool):
         raise TypeError(f"rtol={rtol!r}, atol={atol!r}: tolerances must be numbers.")
@@ -42,6 +46,16 @@ def odeint_adaptive(func, y0, lam0: float, lam1: float, rtol: float = 1e-5, atol
         raise ValueError(f"rtol={rtol}, atol={atol}: tolerances must be positive.")
     if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:
         raise ValueError(f"max_steps={max_steps!r}: need a positive integer.")
+
+
+def odeint_adaptive(func, y0, lam0: float, lam1: float, rtol: float = 1e-5, atol: float = 1e-5,
+                    method: str = "dopri5", max_steps: int = 10_000, on_accept=None, **options) -> Solution:
+    """Integrate dy/dλ = func(λ, y) from lam0 to lam1 with torchdiffeq's adaptive ``method``.
+
+    ``max_steps`` caps the accepted + rejected steps (RuntimeError naming the λ reached when hit);
+    ``on_accept(i, lam, y_start, nfe)`` runs after each accepted step (y_start: the state where that step began).
+    """
+    _check_controls(rtol, atol, max_steps)
     y0 = as_tuple(y0)
     floor = 10 * torch.finfo(y0[0].dtype).eps
     if rtol < floor:
@@ -65,9 +79,7 @@ def odeint_adaptive(func, y0, lam0: float, lam1: float, rtol: float = 1e-5, atol
         if "max_num_steps" in msg:
             raise RuntimeError(
                 f"{method} hit max_steps={max_steps} at λ = {reached[0]:.6g} of [{lam0:g} → {lam1:g}] after "
-                f"{field.n} evaluations: the ODE is stiff or the model diverges there; raise max_steps or the "
-                "tolerances, or use a fixed-step solver."
-            ) from None
+                f"{field.n} evaluations: {_STIFF}") from None
         if "non-finite" in msg or "underflow" in msg:
             raise NonFiniteError(
                 f"{method}: the state became NaN/inf (or the step size underflowed) near λ = {reached[0]:.6g} of "
@@ -130,14 +142,10 @@ def odeint_dopri5(func, y0, t0: float, t1: float, rtol: float = 1e-5, atol: floa
     ``idx`` their rows in the batch. ``max_steps`` caps each example's attempted steps. ``on_step(i, tau, y)`` runs
     after every round with the whole batch's τ (B,) and state. An example's result does not depend on the batch.
     """
-    if not (rtol > 0 and atol > 0):
-        raise ValueError(f"rtol={rtol}, atol={atol}: tolerances must be positive.")
-    if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:
-        raise ValueError(f"max_steps={max_steps!r}: need a positive integer.")
+    _check_controls(rtol, atol, max_steps)
     y = tuple(v.clone() for v in as_tuple(y0))
     B, dev = y[0].shape[0], y[0].device
     sgn = 1.0 if t1 >= t0 else -1.0
-    span = abs(t1 - t0)
     tau = torch.full((B,), float(t0), dtype=torch.float64, device=dev)
     idx = torch.arange(B, device=dev)
     nfe = 0
@@ -147,18 +155,8 @@ def odeint_dopri5(func, y0, t0: float, t1: float, rtol: float = 1e-5, atol: floa
         nfe += 1
         return as_tuple(func(t, yy, ii))
 
-    # initial step (Hairer's rule, per example), as torchdiffeq's _select_initial_step
     k1 = f(tau, y, idx)
-    scale = [atol + rtol * v.abs() for v in y]
-    d0 = _rms(y, scale)
-    d1 = _rms(k1, scale)
-    h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1).clamp(max=span)
-    yh = _comb(y, sgn * h0, (k1,), (1.0,))
-    kh = f(tau + sgn * h0, yh, idx)
-    d2 = _rms(tuple(b - a for a, b in zip(k1, kh)), scale) / h0
-    dm = torch.maximum(d1, d2)
-    h1 = torch.where(dm <= 1e-15, torch.clamp(h0 * 1e-3, min=1e-6), (0.01 / dm) ** (1.0 / _ORDER))
-    h = torch.minimum(100 * h0, h1)
+    h = _initial_step(lambda t, yy: f(t, yy, idx), tau, y, k1, rtol, atol, sgn, abs(t1 - t0))
 
     attempts = torch.zeros(B, dtype=torch.long, device=dev)
     active = torch.ones(B, dtype=torch.bool, device=dev)
@@ -177,11 +175,7 @@ def odeint_dopri5(func, y0, t0: float, t1: float, rtol: float = 1e-5, atol: floa
         ratio = _norm(ya, ya, y5, rtol, atol, err)
         ok = ratio <= 1
         attempts[a] += 1
-        # the step-size update (torchdiffeq's _optimal_step_size): never shrink after an accepted step
-        fac = torch.where(ratio == 0, torch.full_like(ratio, _IFACTOR),
-                          _SAFETY * ratio.clamp_min(1e-300) ** (-1.0 / _ORDER))
-        fac = torch.minimum(torch.full_like(fac, _IFACTOR), torch.maximum(fac, torch.where(ok, 1.0, _DFACTOR)))
-        h[a] = ha * fac
+        h[a] = ha * _step_factor(ratio, ok)
         acc = a[ok]
         if acc.numel():
             tnew = ta[ok] + sgn * ha[ok]
@@ -194,14 +188,31 @@ def odeint_dopri5(func, y0, t0: float, t1: float, rtol: float = 1e-5, atol: floa
             active[acc[done]] = False
         if bool(((attempts >= max_steps) & active).any()):
             i = int((attempts * active).argmax())
-            raise RuntimeError(
-                f"dopri5 hit max_steps={max_steps} for example {i} at τ = {float(tau[i]):.6g} of [{t0:g} → {t1:g}] "
-                f"after {nfe} evaluations: the ODE is stiff or the model diverges there; raise max_steps or the "
-                "tolerances, or use a fixed-step solver.")
+            raise RuntimeError(f"dopri5 hit max_steps={max_steps} for example {i} at τ = {float(tau[i]):.6g} of "
+                               f"[{t0:g} → {t1:g}] after {nfe} evaluations: {_STIFF}")
         if on_step is not None and acc.numel():
             on_step(rounds, tau, y)
         rounds += 1
     return Solution(y, nfe, [], int(attempts.max()))
+
+
+def _initial_step(f, tau, y, k1, rtol, atol, sgn, span):
+    """Hairer's initial step per example, as torchdiffeq's _select_initial_step (one extra evaluation)."""
+    scale = [atol + rtol * v.abs() for v in y]
+    d0 = _rms(y, scale)
+    d1 = _rms(k1, scale)
+    h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1).clamp(max=span)
+    kh = f(tau + sgn * h0, _comb(y, sgn * h0, (k1,), (1.0,)))
+    d2 = _rms(tuple(b - a for a, b in zip(k1, kh)), scale) / h0
+    dm = torch.maximum(d1, d2)
+    h1 = torch.where(dm <= 1e-15, torch.clamp(h0 * 1e-3, min=1e-6), (0.01 / dm) ** (1.0 / _ORDER))
+    return torch.minimum(100 * h0, h1)
+
+
+def _step_factor(ratio, ok):
+    """The step-size update (torchdiffeq's _optimal_step_size): never shrink after an accepted step."""
+    fac = torch.where(ratio == 0, torch.full_like(ratio, _IFACTOR), _SAFETY * ratio.clamp_min(1e-300) ** (-1.0 / _ORDER))
+    return torch.minimum(torch.full_like(fac, _IFACTOR), torch.maximum(fac, torch.where(ok, 1.0, _DFACTOR)))
 
 
 def _rms(y, scale):
@@ -210,3 +221,28 @@ def _rms(y, scale):
         q = (v / s).reshape(v.shape[0], -1).pow(2).mean(1).sqrt().double()
         r = q if r is None else torch.maximum(r, q)
     return r
+
+
+# --- the solver object --------------------------------------------------------------------------------------------
+class Dopri5(AdaptiveSolver):
+    """Dormand–Prince 5(4), adaptive (order 5). ``control="batch"``: torchdiffeq's, one step size for the batch (its
+    RMS error norm over the batch takes the fewest NFE); ``"example"``: hand-written per-example control
+    (:func:`odeint_dopri5`), an example's result does not depend on its batch-mates."""
+
+    name, order, evals_per_step = "dopri5", 5, 6
+
+    def __init__(self, rtol: float = 1e-5, atol: float = 1e-5, max_steps: int = 10_000, control: str = "batch",
+                 time: str | None = None):
+        check_choice(control, "control", CONTROLS)
+        self.rtol, self.atol, self.max_steps, self.control, self.time = rtol, atol, max_steps, control, time
+
+    def variable_for(self, schedule, requested):
+        return super().variable_for(schedule, self.time if self.time is not None else requested)
+
+    def solve(self, func, y0, t0, t1, on_step=None):
+        if self.control == "example":
+            return odeint_dopri5(func, y0, t0, t1, rtol=self.rtol, atol=self.atol, max_steps=self.max_steps,
+                                 on_step=on_step)
+        cb = None if on_step is None else (lambda i, tau, y, *_: on_step(i, tau, y))
+        return odeint_adaptive(func, y0, t0, t1, rtol=self.rtol, atol=self.atol, max_steps=self.max_steps,
+                               on_accept=cb)
