@@ -184,6 +184,18 @@ class Divergence:
             return vmap(pull)(vs)[0]
         return s.detach(), self.trace(s, vjp, x).detach()
 
+    def samples(self, model, x: Tensor, lam, probes: Tensor) -> tuple[Tensor, Tensor]:
+        """(s, vᵀ(∂s/∂x)v for each given probe): the Hutchinson samples themselves, (n_probes, batch), whose mean is
+        the estimate and whose spread its standard error (one forward pass, the VJPs vmapped over the probes)."""
+        from torch.func import vjp as fvjp, vmap
+
+        x = x.detach()
+        with torch.enable_grad():
+            s, pull = fvjp(lambda y: model.score(y, lam), x)
+            vj = self._vjps(lambda vs: pull(vs[0])[0][None] if vs.shape[0] == 1 else vmap(pull)(vs)[0], probes)
+        est = (vj * probes).reshape(probes.shape[0], x.shape[0], -1).sum(-1)
+        return s.detach(), est.detach()
+
     def jvp(self, model, x: Tensor, lam) -> tuple[Tensor, Tensor]:
         """(s, Hutchinson div s) by forward-mode JVPs, one per probe."""
         from torch.func import jvp

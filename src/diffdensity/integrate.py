@@ -27,12 +27,14 @@ DEFAULT_GRID = "default"  # steps= without grid=: the schedule's default_grid (m
 @dataclass
 class Samples:
     """Samples ``x``, their tracked log-density ``logp`` (nats, None when not tracked) and the score NFE.
-    ``last``: a leg's evaluation at its end point when it made one (the next leg may reuse it; not iterated)."""
+    ``last``: a leg's evaluation at its end point when it made one (the next leg may reuse it; not iterated).
+    ``stderr``: the Monte-Carlo standard error of each ``logp`` where it was estimated (not iterated)."""
 
     x: Tensor
     logp: Tensor | None
     nfe: int
     last: Eval | None = field(default=None, repr=False, compare=False)
+    stderr: Tensor | None = field(default=None, repr=False, compare=False)
 
     def __iter__(self):
         return iter((self.x, self.logp, self.nfe))

@@ -11,6 +11,7 @@ from .data.transforms import to_model_space, unit_interval_transform
 from .dynamics import PFODE
 from .evaluation import Divergence, Eval, evaluate
 from .integrate import Samples, integrate_ode, prepare
+from .quadrature import DEFAULT_NODES, ExampleStreams, log_density_quadrature
 from .solvers import resolve
 from .tracking import _same_lam
 
@@ -23,41 +24,92 @@ DENSITIES = ("lambda_max", "data")
 def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "dopri5", steps: int | None = None,
              rtol: float = 1e-5, atol: float = 1e-5, n_probes: int = 1, generator: torch.Generator | None = None,
              *, prior=None, probe: str = "rademacher", chunk_size: int | str | None = "auto",
-             return_nfe: bool = False, progress=None, time: str | None = None, grid=None, control: str = "batch",
-             density: str = "lambda_max"):
+             return_nfe: bool = False, progress=None, time: str | None = None, grid=None, control: str = "example",
+             density: str = "lambda_max", nodes: int | None = None, precision: float | None = None,
+             return_stderr: bool = False, batch_size: int | None = 256):
     """log p_{λ_max}(x) in nats -> (batch,): encode x by the PF-ODE to λ_min accumulating Δ = ∫(−div u)dλ, then
     log p(x) = prior(x_enc) − Δ (math.md §1.1). ``prior`` defaults to the schedule's Gaussian prior;
     ``density="data"``: log p₀(x), the data's own density, with both ends beyond the schedule's range closed by
-    their limits (math.md §1.1b: :func:`data_end`, :func:`prior_end`; no extra NFE with dopri5, one score call with
-    Euler/Heun; a given ``prior`` is p at λ_min, so only the data end is closed); ``return_nfe=True`` returns
-    (logp, nfe). ``solver``: a name of :data:`~diffdensity.registry.SOLVERS` or a solver object; fixed-step ones take ``steps`` (default 1024) on ``grid`` (a kind or λ
-    values). ``time``: the integration variable (default: the schedule's natural time for dopri5, its
-    ``fixed_time`` for Euler/Heun, each measured: README "Integration variable");
-    ``control``: dopri5's error control shared by the batch ("batch", fewest NFE) or per example ("example": an
-    example's log p does not depend on its batch). ``generator`` may be one generator per example (per-example
-    Hutchinson probes)."""
+    their limits (math.md §1.1b: :func:`data_end`, :func:`prior_end`; a given ``prior`` is p at λ_min, so only the
+    data end is closed). ``solver``: a name of :data:`~diffdensity.registry.SOLVERS` or a solver object; fixed-step
+    ones take ``steps`` (default 1024) on ``grid``; ``time``: the integration variable (default: the schedule's
+    natural time for an adaptive solver, its ``fixed_time`` for a fixed-step one); ``control``: dopri5's error
+    control per example (default: an example's log p does not depend on its batch) or shared by the "batch".
+
+    Hutchinson noise (math.md §I.4): with an adaptive solver x is solved alone and Δ integrated by quadrature at
+    ``nodes`` (default 128) with max(2, ``n_probes``) fresh probes per node from each example's own stream;
+    ``nodes=0`` is the augmented solve with one probe held for the whole solve (the reference's scheme, noisier).
+    Fixed-step solvers draw fresh probes at every evaluation. ``precision`` (nats): spend probes until each example's
+    standard error is below it (quadrature scheme). ``return_stderr=True`` also returns the standard errors
+    (0 for the exact divergence); ``return_nfe=True`` the score evaluations. ``batch_size``: inputs are encoded in
+    chunks of this many (memory bounded; results identical). ``generator`` seeds the probes (None: seed 0, so a call
+    is reproducible); it may be one generator per example."""
     check_choice(density, "density", DENSITIES)
-    m = prepare(model, x, "x")
-    sch = model.schedule
+    check_batch(x, "x")
     solver = resolve(solver, strict=False, rtol=rtol, atol=atol, control=control, time=_pf_time(time, solver))
     if not solver.adaptive and steps is None and (grid is None or isinstance(grid, str)):
         steps = 1024
-    div = Divergence(divergence, n_probes=n_probes, probe=probe, generator=generator, chunk_size=chunk_size)
+    scheme = _scheme(divergence, solver, nodes, precision, return_stderr)
+    kw = dict(divergence=divergence, solver=solver, steps=steps, grid=grid, n_probes=n_probes, probe=probe,
+              chunk_size=chunk_size, prior=prior, density=density, nodes=nodes, precision=precision,
+              progress=progress, scheme=scheme)
+    B = x.shape[0]
+    chunk = B if batch_size is None else int(batch_size)
+    gens = generator if isinstance(generator, (list, tuple)) or generator is None or B <= chunk else \
+        ExampleStreams(x, generator).gens  # one stream per example, so that chunks see what the whole batch would
+    parts = [_log_prob(model, x[i:i + chunk], gens[i:i + chunk] if isinstance(gens, list) else gens, **kw)
+             for i in range(0, B, chunk)]
+    lp, se, nfe = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), sum(p[2] for p in parts))
+    out = (lp,) + ((se,) if return_stderr else ()) + ((nfe,) if return_nfe else ())
+    return out[0] if len(out) == 1 else out
+
+
+def _scheme(divergence, solver, nodes, precision, return_stderr) -> str:
+    """How the divergence integral is estimated: "exact", "quadrature" (adaptive + Hutchinson, the default),
+    "held" (adaptive, one probe held: nodes=0) or "fresh" (fixed-step, fresh probes per evaluation)."""
+    check_choice(divergence, "divergence", ("hutchinson", "exact"))
+    if nodes is not None and (isinstance(nodes, bool) or int(nodes) != nodes or nodes < 0):
+        raise ValueError(f"nodes={nodes!r}: need a non-negative even integer (0: the augmented solve).")
+    scheme = "exact" if divergence == "exact" else ("fresh" if not solver.adaptive else
+                                                     ("held" if nodes == 0 else "quadrature"))
+    if precision is not None and scheme != "quadrature":
+        raise ValueError(f"precision= spends Hutchinson probes at quadrature nodes: it needs divergence='hutchinson' "
+                         f"with an adaptive solver and nodes > 0 (this call's scheme: {scheme}).")
+    if return_stderr and scheme in ("fresh", "held"):
+        raise ValueError(f"return_stderr: the {scheme!r} scheme has no standard error from its probes; use an adaptive "
+                         "solver (the quadrature scheme) or divergence='exact' (no Monte-Carlo error).")
+    return scheme
+
+
+def _log_prob(model, x, generator, *, divergence, solver, steps, grid, n_probes, probe, chunk_size, prior, density,
+              nodes, precision, progress, scheme):
+    """log p of one chunk → (logp, stderr, nfe)."""
+    m = prepare(model, x, "x")
+    sch = model.schedule
+    per_example = generator if isinstance(generator, (list, tuple)) else ExampleStreams(x, generator).gens
+    div = Divergence(divergence, n_probes=n_probes if scheme != "quadrature" else max(2, n_probes), probe=probe,
+                     generator=per_example, chunk_size=chunk_size, fixed=scheme == "held")
     first, offset = None, 0.0
     if density == "data":  # enter at α(λ_max)·x; the first stage reuses this evaluation
         a = float(sch.alpha_sigma(torch.tensor(sch.lambda_max, dtype=torch.float64))[0])
         x = a * x
         first = evaluate(m, sch.lambda_max, x, {"lap"}, div)
         offset = data_end(sch, first)
-    enc = integrate_ode(m, PFODE(sch), x, sch.lambda_max, sch.lambda_min, track=True, solver=solver,
-                        steps=steps, grid=grid, divergence=div, progress=progress, desc="log_prob",
-                        first_eval=first)
+    if scheme == "quadrature":
+        enc = log_density_quadrature(m, PFODE(sch), x, sch.lambda_max, sch.lambda_min, solver=solver,
+                                     nodes=DEFAULT_NODES if nodes is None else int(nodes), n_probes=max(2, n_probes),
+                                     generator=per_example, precision=precision, probe=probe, first_eval=first,
+                                     progress=progress, desc="log_prob")
+    else:
+        enc = integrate_ode(m, PFODE(sch), x, sch.lambda_max, sch.lambda_min, track=True, solver=solver,
+                            steps=steps, grid=grid, divergence=div, progress=progress, desc="log_prob",
+                            first_eval=first)
     if prior is not None or density == "lambda_max":
         lp0 = (prior or sch.prior_log_prob)(enc.x)
     else:
         lp0 = prior_end(sch, _end_eval(m, sch.lambda_min, enc))
-    lp = lp0 - enc.logp + offset
-    return (lp, m.nfe) if return_nfe else lp
+    se = enc.stderr if enc.stderr is not None else torch.zeros_like(enc.logp)
+    return lp0 - enc.logp + offset, se, m.nfe
 
 
 def data_end(schedule, ev: Eval) -> Tensor:

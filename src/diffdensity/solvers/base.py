@@ -94,7 +94,9 @@ class AdaptiveSolver(Solver):
 
     adaptive = True
 
-    def solve(self, func: Callable, y0: tuple, t0: float, t1: float, on_step: Callable | None = None):
+    def solve(self, func: Callable, y0: tuple, t0: float, t1: float, on_step: Callable | None = None,
+              t_eval=None):
         """Integrate dy/dτ = func(τ, y[, rows]) from t0 to t1 → :class:`~diffdensity.solvers.fixed.Solution`;
-        ``on_step(i, tau, y)`` after each accepted step (``tau`` a float, or per example a (B,) tensor)."""
+        ``on_step(i, tau, y)`` after each accepted step (``tau`` a float, or per example a (B,) tensor); the states
+        at the τ of ``t_eval`` (strictly inside, in order) come back in ``Solution.path`` (dense output)."""
         raise NotImplementedError

@@ -49,11 +49,14 @@ def _check_controls(rtol, atol, max_steps) -> None:
 
 
 def odeint_adaptive(func, y0, lam0: float, lam1: float, rtol: float = 1e-5, atol: float = 1e-5,
-                    method: str = "dopri5", max_steps: int = 10_000, on_accept=None, **options) -> Solution:
+                    method: str = "dopri5", max_steps: int = 10_000, on_accept=None, t_eval=None,
+                    **options) -> Solution:
     """Integrate dy/dλ = func(λ, y) from lam0 to lam1 with torchdiffeq's adaptive ``method``.
 
     ``max_steps`` caps the accepted + rejected steps (RuntimeError naming the λ reached when hit);
     ``on_accept(i, lam, y_start, nfe)`` runs after each accepted step (y_start: the state where that step began).
+    ``t_eval``: points strictly inside the interval where the solution is wanted too (torchdiffeq's dense output, no
+    extra evaluation); they come back in ``Solution.path`` as one state tuple each.
     """
     _check_controls(rtol, atol, max_steps)
     y0 = as_tuple(y0)
@@ -70,10 +73,11 @@ def odeint_adaptive(func, y0, lam0: float, lam1: float, rtol: float = 1e-5, atol
             on_accept(i, lam, y, nfe)
 
     field.on_accept = track
-    t = torch.tensor([float(lam0), float(lam1)], dtype=y0[0].dtype, device=y0[0].device)
+    inner = [] if t_eval is None else [float(v) for v in t_eval]
+    t = torch.tensor([float(lam0), *inner, float(lam1)], dtype=y0[0].dtype, device=y0[0].device)
     try:
         ys = torchdiffeq.odeint(field, y0, t, rtol=rtol, atol=atol, method=method,
-                                options={"max_num_steps": int(max_steps), "step_t": t[1:], **options})
+                                options={"max_num_steps": int(max_steps), "step_t": t[-1:], **options})
     except AssertionError as e:  # torchdiffeq signals its failures by assert
         msg = str(e)
         if "max_num_steps" in msg:
@@ -86,7 +90,8 @@ def odeint_adaptive(func, y0, lam0: float, lam1: float, rtol: float = 1e-5, atol
                 f"[{lam0:g} → {lam1:g}]: the model returns NaN/inf there or the ODE diverges."
             ) from None
         raise RuntimeError(f"{method} failed at λ ≈ {reached[0]:.6g} of [{lam0:g} → {lam1:g}]: {msg[:300]}") from None
-    return Solution(tuple(v[-1] for v in ys), field.n, [], field.steps)
+    path = [tuple(v[j] for v in ys) for j in range(1, len(inner) + 1)]
+    return Solution(tuple(v[-1] for v in ys), field.n, path, field.steps)
 
 
 # --- Dormand–Prince 5(4) with per-example step-size control -------------------------------------------------------
@@ -135,12 +140,14 @@ def _norm(y, scale_y0, scale_y1, rtol, atol, err):
 
 
 def odeint_dopri5(func, y0, t0: float, t1: float, rtol: float = 1e-5, atol: float = 1e-5,
-                  max_steps: int = 10_000, on_step=None) -> Solution:
+                  max_steps: int = 10_000, on_step=None, t_eval=None) -> Solution:
     """Dormand–Prince 5(4) from τ = t0 to t1 with one step size and error control per example.
 
     ``func(tau, y, idx) -> dy/dτ``: ``tau`` a (n,) float64 tensor of the active examples' τ, ``y`` their states,
     ``idx`` their rows in the batch. ``max_steps`` caps each example's attempted steps. ``on_step(i, tau, y)`` runs
     after every round with the whole batch's τ (B,) and state. An example's result does not depend on the batch.
+    ``t_eval``: τ values strictly inside (t0, t1), in order, where the states come back in ``Solution.path`` (one
+    tuple each) by the 4th-order dense output of each example's own step (as torchdiffeq's), at no extra evaluation.
     """
     _check_controls(rtol, atol, max_steps)
     y = tuple(v.clone() for v in as_tuple(y0))
@@ -155,6 +162,7 @@ def odeint_dopri5(func, y0, t0: float, t1: float, rtol: float = 1e-5, atol: floa
         nfe += 1
         return as_tuple(func(t, yy, ii))
 
+    dense = _Dense(t_eval, y, sgn)
     k1 = f(tau, y, idx)
     h = _initial_step(lambda t, yy: f(t, yy, idx), tau, y, k1, rtol, atol, sgn, abs(t1 - t0))
 
@@ -178,6 +186,8 @@ def odeint_dopri5(func, y0, t0: float, t1: float, rtol: float = 1e-5, atol: floa
         h[a] = ha * _step_factor(ratio, ok)
         acc = a[ok]
         if acc.numel():
+            dense.fill(acc, ta[ok], ha[ok], tuple(v[ok] for v in ya), tuple(v[ok] for v in y5),
+                       [tuple(c[ok] for c in k) for k in ks])
             tnew = ta[ok] + sgn * ha[ok]
             done = (t1 - tnew) * sgn <= 1e-12 * max(1.0, abs(t1))
             tau[acc] = torch.where(done, torch.full_like(tnew, float(t1)), tnew)
@@ -193,7 +203,49 @@ def odeint_dopri5(func, y0, t0: float, t1: float, rtol: float = 1e-5, atol: floa
         if on_step is not None and acc.numel():
             on_step(rounds, tau, y)
         rounds += 1
-    return Solution(y, nfe, [], int(attempts.max()))
+    return Solution(y, nfe, dense.path(), int(attempts.max()))
+
+
+# torchdiffeq's dopri5 dense output: the midpoint weights of Shampine's continuous extension, then a quartic through
+# y0, y1, the midpoint and both end slopes
+_C_MID = (6025192743 / 30085553152 / 2, 0.0, 51252292925 / 65400821598 / 2, -2691868925 / 45128329728 / 2,
+          187940372067 / 1594534317056 / 2, -1776094331 / 19743644256 / 2, 11237099 / 235043384 / 2)
+
+
+class _Dense:
+    """States at the requested τ (``t_eval``) of a per-example dopri5, filled in as each example's steps pass them."""
+
+    def __init__(self, t_eval, y, sgn: float):
+        self.t = None if t_eval is None else torch.as_tensor(t_eval, dtype=torch.float64, device=y[0].device)
+        self.sgn = sgn
+        if self.t is not None:
+            self.out = [torch.zeros((v.shape[0], self.t.numel(), *v.shape[1:]), dtype=v.dtype, device=v.device)
+                        for v in y]
+
+    def fill(self, rows, t0, h, y0, y1, ks):
+        """Interpolate the accepted steps [t0, t0 + sgn·h] of ``rows`` at the requested τ they cover."""
+        if self.t is None:
+            return
+        s = self.sgn * (self.t[None, :] - t0[:, None])  # progress of each requested τ into each step
+        inside = (s > 0) & (s <= h[:, None] * (1 + 1e-12))
+        for r, j in inside.nonzero().tolist():
+            x = float(s[r, j] / h[r])
+            for c, (a, b) in enumerate(zip(y0, y1)):
+                k = [kk[c][r] for kk in ks]
+                dt = float(self.sgn * h[r])
+                mid = a[r] + dt * sum(w * kj for w, kj in zip(_C_MID, k) if w != 0.0)
+                self.out[c][rows[r], j] = _quartic(a[r], b[r], mid, k[0], k[-1], dt, x)
+
+    def path(self) -> list:
+        return [] if self.t is None else [tuple(o[:, j] for o in self.out) for j in range(self.t.numel())]
+
+
+def _quartic(y0, y1, mid, f0, f1, dt, x):
+    """The quartic through y0 (x = 0), y1 (x = 1), the midpoint, with slopes f0, f1 (torchdiffeq's _interp_fit)."""
+    a = 2 * dt * (f1 - f0) - 8 * (y1 + y0) + 16 * mid
+    b = dt * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * mid
+    c = dt * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * mid
+    return y0 + x * (dt * f0 + x * (c + x * (b + x * a)))
 
 
 def _initial_step(f, tau, y, k1, rtol, atol, sgn, span):
@@ -239,10 +291,10 @@ class Dopri5(AdaptiveSolver):
     def variable_for(self, schedule, requested):
         return super().variable_for(schedule, self.time if self.time is not None else requested)
 
-    def solve(self, func, y0, t0, t1, on_step=None):
+    def solve(self, func, y0, t0, t1, on_step=None, t_eval=None):
         if self.control == "example":
             return odeint_dopri5(func, y0, t0, t1, rtol=self.rtol, atol=self.atol, max_steps=self.max_steps,
-                                 on_step=on_step)
+                                 on_step=on_step, t_eval=t_eval)
         cb = None if on_step is None else (lambda i, tau, y, *_: on_step(i, tau, y))
         return odeint_adaptive(func, y0, t0, t1, rtol=self.rtol, atol=self.atol, max_steps=self.max_steps,
-                               on_accept=cb)
+                               on_accept=cb, t_eval=t_eval)
