@@ -9,6 +9,7 @@ it comes from the library's one tracking rule (math.md §2.4), and we check it a
 import argparse
 import time
 
+# --8<-- [start:sampler]
 import torch
 
 import diffdensity as dd
@@ -44,6 +45,7 @@ def sample_churn(model, x_T, steps=64, generator=None, *, c=0.5, track_logp=True
 
 
 SAMPLERS.register("churn", sample_churn, default_steps=64, model="score", options=("c", "track_logp"))
+# --8<-- [end:sampler]
 
 
 def main():
@@ -51,12 +53,13 @@ def main():
     ap.add_argument("--quick", action="store_true", help="a small, fast run")
     args = ap.parse_args()
     n, steps = (256, 256) if args.quick else (1024, 1024)
+    t0 = time.perf_counter()
+    # --8<-- [start:run]
     torch.manual_seed(0)
     gm = dd.GaussianMixture(means=2 * torch.randn(4, 8), stds=torch.full((4,), 0.5))
     model = gm.diffused(dd.VP())  # the exact oracle: score and log p at every λ
     g = torch.Generator().manual_seed(1)
     x_T = model.schedule.sample_prior((n, 8), generator=g)
-    t0 = time.perf_counter()
     for c in (0.0, 0.5, 1.0):
         out = sample(model, x_T, "churn", steps=steps, generator=g, c=c)  # any registered sampler, by name
         err = out.logp - model.log_prob(out.x, model.schedule.lambda_max)
@@ -65,6 +68,7 @@ def main():
     ref = dd.sample_sde(model, x_T, steps=steps, generator=torch.Generator().manual_seed(1))  # corrected tracker
     err = ref.logp - model.log_prob(ref.x, model.schedule.lambda_max)
     print(f"dd.sample_sde (c=1, corrected tracker): MAE {err.abs().mean().item():.3f} nats")
+    # --8<-- [end:run]
     print(f"registered samplers: {', '.join(SAMPLERS.names())}  ({time.perf_counter() - t0:.1f} s)")
 
 
