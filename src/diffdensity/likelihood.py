@@ -6,7 +6,7 @@ import math
 import torch
 from torch import Tensor
 
-from ._checks import check_batch, check_choice, check_finite, flat_sq
+from ._checks import check_batch, check_choice, check_count, check_finite, flat_sq
 from .data.transforms import to_model_space, unit_interval_transform
 from .dynamics import PFODE
 from .evaluation import Divergence, Eval, evaluate
@@ -46,6 +46,7 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "do
     is reproducible); it may be one generator per example."""
     check_choice(density, "density", DENSITIES)
     check_batch(x, "x")
+    check_count(n_probes, "n_probes")
     solver = resolve(solver, strict=False, rtol=rtol, atol=atol, control=control, time=_pf_time(time, solver))
     if not solver.adaptive and steps is None and (grid is None or isinstance(grid, str)):
         steps = 1024
