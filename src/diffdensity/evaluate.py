@@ -26,11 +26,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .io import atomic_write
-from .likelihood import _data_dtype, bits_per_dim
+from ._io_utils import atomic_write, write_json
+from .likelihood import _data_dtype, bits_per_dim, log_prob
 from .models import CountingModel
 
-__all__ = ["evaluate_bits_per_dim", "example_seed"]
+__all__ = ["evaluate_bits_per_dim", "example_seed", "data_log_prob"]
 
 _DEQ, _PROBE = 0, 1  # stream tags of example_seed
 
@@ -97,13 +97,6 @@ def _write_npz(path: Path, **arrays) -> None:
     atomic_write(path, write)
 
 
-def _write_json(path: Path, obj) -> None:
-    def write(tmp):
-        Path(tmp).write_text(json.dumps(obj, indent=2) + "\n")
-
-    atomic_write(path, write)
-
-
 def evaluate_bits_per_dim(model, dataset, *, batch_size: int = 64, levels: int | None = 256, repeats: int = 1,
                           out=None, generator: torch.Generator | None = None, seed: int | None = None,
                           dequantize: str = "uniform", solver: str = "dopri5", steps: int | None = None,
@@ -163,7 +156,7 @@ def evaluate_bits_per_dim(model, dataset, *, batch_size: int = 64, levels: int |
                     raise ValueError(f"{out} holds results of a different evaluation ({diff} as (saved, now)); "
                                      "pass another out= or delete the folder.")
             else:
-                _write_json(sfile, settings)
+                write_json(sfile, settings)
         state.wait_for_everyone()
 
     n_batches = math.ceil(n / batch_size)
@@ -215,7 +208,7 @@ def evaluate_bits_per_dim(model, dataset, *, batch_size: int = 64, levels: int |
     }
     if out is not None and state.is_main_process:
         _write_npz(out / "per_example.npz", index=index, bits_per_dim=bpd, bits_per_dim_repeats=bpd_rep)
-        _write_json(out / "summary.json", summary)
+        write_json(out / "summary.json", summary)
     if out is not None:
         state.wait_for_everyone()
     return {**summary, "per_example": bpd, "per_example_repeats": bpd_rep, "index": index}
@@ -248,3 +241,23 @@ def _evaluate_batch(model, x: Tensor, idx: range, b: int, seed: int, levels, rep
         nfe += counter.nfe
     return {"index": np.arange(idx.start, idx.stop), "bpd": np.mean(vals, 0), "bpd_repeats": np.stack(vals, 1),
             "nfe": np.array(nfe), "seconds": np.array(time.perf_counter() - t0)}
+
+
+def data_log_prob(model, data=None, split: str = "test", n: int = 128, bpd: bool = True, repeats: int = 1,
+                  **log_prob_kw) -> tuple[Tensor, str]:
+    """Log p (nats) of the model-space samples in a .npz/.npy ``data`` file, or of the first ``n`` examples of a
+    data set's ``split`` (default the model's own; bits/dim of integer data with ``bpd``) -> (values, kind)."""
+    from .data import load_dataset
+    from .data.loading import model_dataset, read_array
+
+    if data is not None and Path(data).suffix in (".npz", ".npy"):
+        x = torch.as_tensor(read_array(data), dtype=torch.float32)[:n]
+        return log_prob(model, x, **log_prob_kw), "log_prob_nats"
+    own = (getattr(model, "config", {}) or {}).get("dataset")
+    if not (data or own):
+        raise ValueError("pass --data (a data set name or a .npz of model-space samples).")
+    ds = model_dataset(model) if data in (None, own) else load_dataset(data)
+    x = getattr(ds, split)[:n]
+    if bpd and ds.levels is not None:
+        return bits_per_dim(model, x, levels=ds.levels, repeats=repeats, **log_prob_kw), "bits_per_dim"
+    return log_prob(model, ds.transform.forward(x.float()), **log_prob_kw), "log_prob_nats"
