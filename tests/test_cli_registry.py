@@ -9,20 +9,13 @@ import time
 from pathlib import Path
 
 import click
+from test_cli import _leaves
 
 from diffdensity.cli import main
 from diffdensity.registry import SAMPLERS, SOLVERS
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 HEAVY = ("torch", "scipy", "sklearn", "matplotlib")
-
-
-def _leaves(cmd, path=()):
-    if isinstance(cmd, click.Group):
-        for name, sub in cmd.commands.items():
-            yield from _leaves(sub, (*path, name))
-    else:
-        yield " ".join(path), cmd
 
 
 def _env() -> dict:
