@@ -1,42 +1,46 @@
 """diffdensity: density in diffusion models (log-density, SDE tracking, high-density sampling, guidance).
 
-The public API of ../shared/docs/api.md, re-exported; nothing else lives here.
+The public API of ../shared/docs/api.md: each name listed once below (name → submodule) and imported on first
+attribute access (PEP 562), so ``import diffdensity`` (and the command line) starts without torch.
 """
-from .schedules import VP, VE, FlowMatching, Schedule
-from .models import NetworkModel, CountingModel, PARAMETRIZATIONS
-from .oracle import GaussianMixture, DiffusedMixture
-from .sampling import Samples, sample, sample_ode, sample_sde, sample_hd
-from .modes import mode_tracking
-from .likelihood import log_prob, bits_per_dim, ode_sde_gap
-from .io import load, save, list_models
-from .training import train, TrainConfig, Trainer, ImportanceSampler, EMA, denoising_loss
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
 
-__all__ = [
-    "VP", "VE", "FlowMatching", "Schedule",
-    "NetworkModel", "CountingModel", "PARAMETRIZATIONS",
-    "GaussianMixture", "DiffusedMixture",
-    "Samples", "sample", "sample_ode", "sample_sde", "sample_hd", "mode_tracking",
-    "log_prob", "bits_per_dim", "ode_sde_gap",
-    "load", "save", "list_models",
-    "train", "TrainConfig", "Trainer", "ImportanceSampler", "EMA", "denoising_loss",
-]
+_EXPORTS = {
+    **dict.fromkeys(("VP", "VE", "FlowMatching", "Schedule"), ".schedules"),
+    **dict.fromkeys(("NetworkModel", "CountingModel", "PARAMETRIZATIONS"), ".models"),
+    **dict.fromkeys(("GaussianMixture", "DiffusedMixture"), ".oracle"),
+    **dict.fromkeys(("Samples", "sample", "sample_ode", "sample_sde", "sample_hd"), ".sampling"),
+    "mode_tracking": ".modes",
+    **dict.fromkeys(("log_prob", "bits_per_dim", "ode_sde_gap"), ".likelihood"),
+    **dict.fromkeys(("load", "save", "list_models"), ".io"),
+    **dict.fromkeys(("train", "TrainConfig", "Trainer", "ImportanceSampler", "EMA", "denoising_loss"), ".training"),
+    **dict.fromkeys(("from_diffusers", "from_denoiser", "Guided", "warn_if_guided"), ".adapters"),
+    "evaluate_bits_per_dim": ".evaluate",
+    **dict.fromkeys(("sample_prior_guided", "sample_density_guided", "sample_stochastic_density_guided",
+                     "InfeasibleGuidance"), ".guidance"),
+    **dict.fromkeys(("score_alignment", "alignment_fraction", "prior_guidance_identity"), ".alignment"),
+    **dict.fromkeys(("energy_score", "kernel_score", "sample_distributional", "sample_ddim", "GeneratorModel",
+                     "OracleGenerator", "MeanGenerator", "mmd", "mmd2", "energy_distance"), ".distributional"),
+}
 
-from .adapters import from_diffusers, from_denoiser, Guided, warn_if_guided
-from .evaluate import evaluate_bits_per_dim
+__all__ = list(_EXPORTS)
 
-__all__ += ["from_diffusers", "from_denoiser", "Guided", "warn_if_guided", "evaluate_bits_per_dim"]
 
-from .guidance import (sample_prior_guided, sample_density_guided, sample_stochastic_density_guided,
-                       InfeasibleGuidance)
-from .alignment import score_alignment, alignment_fraction, prior_guidance_identity
+def __getattr__(name: str):
+    """Import a public name's submodule on first access (and cache the name here)."""
+    if name == "__version__":
+        from importlib.metadata import version
 
-__all__ += ["sample_prior_guided", "sample_density_guided", "sample_stochastic_density_guided", "InfeasibleGuidance",
-            "score_alignment", "alignment_fraction", "prior_guidance_identity"]
+        value = version("diffdensity")
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-from .distributional import (energy_score, kernel_score, sample_distributional, sample_ddim, GeneratorModel,
-                             OracleGenerator, MeanGenerator, mmd, mmd2, energy_distance)
 
-__all__ += ["energy_score", "kernel_score", "sample_distributional", "sample_ddim", "GeneratorModel",
-            "OracleGenerator", "MeanGenerator", "mmd", "mmd2", "energy_distance"]
+def __dir__():
+    return sorted({*globals(), *__all__, "__version__"})

@@ -8,7 +8,6 @@ bits/dim. Each panel is optional in the sense that a missing capability or shipp
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ._checks import NonFiniteError
+from ._io_utils import write_json
 from .likelihood import log_prob
 from .oracle import GaussianMixture
 from .sampling import sample_sde
@@ -37,11 +37,6 @@ DEMO_SETTINGS = {
 
 def _log(msg):
     print(msg, flush=True)
-
-
-def _json(folder: Path, name: str, payload: dict) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text(json.dumps(payload, indent=2, default=float))
 
 
 def _mixture(out: Path, n: int, steps: int, seed: int) -> dict:
@@ -68,7 +63,7 @@ def _mixture(out: Path, n: int, steps: int, seed: int) -> dict:
     lp, nfe = log_prob(m, best.x[:k], divergence="exact", prior=prior, return_nfe=True)
     res["pf_ode_log_prob"] = {"mean_abs_error": (lp - m.log_prob(best.x[:k], sch.lambda_max)).abs().mean().item(),
                               "nfe": nfe, "n": k}
-    _json(out, "mixture.json", res)
+    write_json(out / "mixture.json", res)
     fig, ax = plt.subplots(figsize=(4.5, 4))
     sc = ax.scatter(best.x[:, 0].numpy(), best.x[:, 1].numpy(), c=best.logp.numpy(), s=4, cmap="viridis")
     fig.colorbar(sc, ax=ax, label="tracked log p (nats)")
@@ -146,7 +141,7 @@ def _digits_panels(out: Path, cfg: dict, seed: int, name: str, model, test: Tens
            "divergence": "hutchinson", "n_probes": 4, "seconds": time.perf_counter() - t0}
     if name == "digits8":
         lik["model_card"] = "1.748 ± 0.013 (dopri5 1e-5, all 360 held-out digits)"
-    _json(out / "likelihood", "likelihood.json", lik)
+    write_json(out / "likelihood" / "likelihood.json", lik)
     res["likelihood"] = lik
     return res
 
@@ -191,7 +186,7 @@ def run_demo(out="demo_out", quick: bool = False, seed: int = 0, model: str = "d
     _log("[4/4] few-step distributional sampling")
     summary["distributional"] = _optional("distributional", _distributional, out / "distributional", cfg, seed, device)
     summary["seconds"] = time.perf_counter() - t0
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    write_json(out / "summary.json", summary)
     folders = [p for p in (out / k for k in ("mixture", "threshold", "png", "blur", "fig4", "guidance",
                                               "distributional", "likelihood")) if p.is_dir()]
     index = build_report(folders, out / "report", title="diffdensity demo",

@@ -26,12 +26,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .io import atomic_write
-from .likelihood import _data_dtype, bits_per_dim
+from ._io_utils import atomic_write, write_json
+from .likelihood import _data_dtype, bits_per_dim, log_prob
 from .models import CountingModel
 from .solvers import resolve
 
-__all__ = ["evaluate_bits_per_dim", "example_seed"]
+__all__ = ["evaluate_bits_per_dim", "example_seed", "data_log_prob"]
 
 _DEQ, _PROBE = 0, 1  # stream tags of example_seed
 
@@ -98,11 +98,101 @@ def _write_npz(path: Path, **arrays) -> None:
     atomic_write(path, write)
 
 
-def _write_json(path: Path, obj) -> None:
-    def write(tmp):
-        Path(tmp).write_text(json.dumps(obj, indent=2) + "\n")
+def _check_args(dataset, batch_size, repeats, dequantize, limit) -> int:
+    """The number of examples to evaluate, after checking the arguments."""
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: need a positive integer.")
+    if int(repeats) != repeats or repeats < 1:
+        raise ValueError(f"repeats={repeats}: need a positive integer.")
+    if dequantize not in ("uniform", "none"):
+        raise ValueError(f"dequantize={dequantize!r}; choose 'uniform' or 'none'.")
+    n = _length(dataset)
+    if limit is not None:
+        n = min(n, int(limit))
+    if n < 1:
+        raise ValueError("the dataset is empty; nothing to evaluate.")
+    return n
 
-    atomic_write(path, write)
+
+def _settings(model, model_name, solver_kw: dict, log_prob_kw: dict, **fields) -> dict:
+    """What is evaluated, JSON-able (a custom prior is named, not serialised)."""
+    settings = {"model": _describe(model, model_name), **fields, **solver_kw,
+                **{k: (v if isinstance(v, (int, float, str, bool, type(None))) else repr(v))
+                   for k, v in log_prob_kw.items() if k != "prior"}}
+    if "prior" in log_prob_kw:
+        settings["prior"] = "custom"
+    return settings
+
+
+def _check_settings(out: Path, settings: dict, state) -> None:
+    """Write OUT/settings.json, or refuse an ``out`` that holds results of a different evaluation."""
+    sfile = out / "settings.json"
+    if state.is_main_process:
+        if sfile.exists():
+            old = json.loads(sfile.read_text())
+            diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+            if diff:
+                raise ValueError(f"{out} holds results of a different evaluation ({diff} as (saved, now)); "
+                                 "pass another out= or delete the folder.")
+        else:
+            write_json(sfile, settings)
+    state.wait_for_everyone()
+
+
+def _run_batches(dataset, n: int, batch_size: int, evaluate, out, state, progress) -> tuple[list, int, int]:
+    """This process's batches (b mod P), each read back from OUT/batches when done before: (results, computed,
+    resumed)."""
+    bdir = out / "batches" if out is not None else None
+    mine = list(range(state.process_index, math.ceil(n / batch_size), state.num_processes))
+    results, computed, resumed = [], 0, 0
+    disable = True if (progress is False or not state.is_local_main_process) else (None if progress is None else False)
+    bar = tqdm(mine, desc="bits/dim", disable=disable, dynamic_ncols=True)
+    for b in bar:
+        path = bdir / f"b{b:06d}.npz" if bdir is not None else None
+        if path is not None and path.exists():
+            results.append(_read_batch(path))
+            resumed += 1
+            continue
+        idx = range(b * batch_size, min((b + 1) * batch_size, n))
+        res = evaluate(_get_batch(dataset, idx), idx, b)
+        if path is not None:
+            _write_npz(path, **res)
+        results.append(res)
+        computed += 1
+        bar.set_postfix(bpd=f"{float(np.mean(np.concatenate([r['bpd'] for r in results]))):.4f}")
+    bar.close()
+    return results, computed, resumed
+
+
+def _gather(state, results: list, computed: int, resumed: int, n: int, n_batches: int) -> tuple:
+    """Every process's results in example order: (summary numbers, index, bits/dim per example and repeat)."""
+    from accelerate.utils import gather_object
+
+    gathered = gather_object([(state.process_index, results, computed, resumed)]) if state.num_processes > 1 \
+        else [(0, results, computed, resumed)]
+    allres = [r for _, rs, _, _ in gathered for r in rs]
+    index = np.concatenate([r["index"] for r in allres])
+    order = np.argsort(index, kind="stable")
+    index = index[order]
+    if not np.array_equal(index, np.arange(n)):
+        raise RuntimeError(f"gathered {index.size} results for {n} examples; some batches are missing.")
+    bpd_rep = np.concatenate([r["bpd_repeats"] for r in allres])[order]
+    bpd = bpd_rep.mean(1)
+    nfe = np.array([int(r["nfe"]) for r in allres])
+    numbers = {
+        "mean": float(bpd.mean()),
+        "sem": float(bpd.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
+        "n_evaluated": int(n),
+        "nfe_per_batch_mean": float(nfe.mean()),
+        "nfe_total": int(nfe.sum()),
+        "seconds": float(sum(float(r["seconds"]) for r in allres)),
+        "processes": state.num_processes,
+        "batches": n_batches,
+        "batches_computed": int(sum(g[2] for g in gathered)),
+        "batches_resumed": int(sum(g[3] for g in gathered)),
+        "probe_seeding": "per-example (seed, example, repeat)",
+    }
+    return numbers, index, bpd_rep
 
 
 def evaluate_bits_per_dim(model, dataset, *, batch_size: int = 64, levels: int | None = 256, repeats: int = 1,
@@ -119,19 +209,8 @@ def evaluate_bits_per_dim(model, dataset, *, batch_size: int = 64, levels: int |
     process returns the gathered result. ``limit`` evaluates only the first ``limit`` examples; other keywords
     (``prior=``, ``probe=``, ``chunk_size=``) go to :func:`dd.log_prob`."""
     from accelerate import PartialState
-    from accelerate.utils import gather_object
 
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size}: need a positive integer.")
-    if int(repeats) != repeats or repeats < 1:
-        raise ValueError(f"repeats={repeats}: need a positive integer.")
-    if dequantize not in ("uniform", "none"):
-        raise ValueError(f"dequantize={dequantize!r}; choose 'uniform' or 'none'.")
-    n = _length(dataset)
-    if limit is not None:
-        n = min(n, int(limit))
-    if n < 1:
-        raise ValueError("the dataset is empty; nothing to evaluate.")
+    n = _check_args(dataset, batch_size, repeats, dequantize, limit)
     seed = int(seed if seed is not None else (generator.initial_seed() if generator is not None else 0))
     batch_size, repeats = int(batch_size), int(repeats)
     reps = repeats if dequantize == "uniform" else 1
@@ -144,79 +223,23 @@ def evaluate_bits_per_dim(model, dataset, *, batch_size: int = 64, levels: int |
     solver_kw = dict(solver=solver, steps=steps, divergence=divergence, n_probes=n_probes, rtol=rtol, atol=atol)
     if resolve(solver).adaptive:  # per-example error control: an example's value does not depend on its batch
         solver_kw["control"] = log_prob_kw.pop("control", "example")
-    settings = {"model": _describe(model, model_name), "n": n, "batch_size": batch_size, "levels": levels,
-                "repeats": reps, "dequantize": dequantize, "seed": seed, **solver_kw,
-                **{k: (v if isinstance(v, (int, float, str, bool, type(None))) else repr(v))
-                   for k, v in log_prob_kw.items() if k != "prior"}}
-    if "prior" in log_prob_kw:
-        settings["prior"] = "custom"
+    settings = _settings(model, model_name, solver_kw, log_prob_kw, n=n, batch_size=batch_size, levels=levels,
+                         repeats=reps, dequantize=dequantize, seed=seed)
     solver_kw.update(log_prob_kw)
-
     out = Path(out) if out is not None else None
-    bdir = out / "batches" if out is not None else None
     if out is not None:
-        sfile = out / "settings.json"
-        if state.is_main_process:
-            if sfile.exists():
-                old = json.loads(sfile.read_text())
-                diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-                if diff:
-                    raise ValueError(f"{out} holds results of a different evaluation ({diff} as (saved, now)); "
-                                     "pass another out= or delete the folder.")
-            else:
-                _write_json(sfile, settings)
-        state.wait_for_everyone()
+        _check_settings(out, settings, state)
 
-    n_batches = math.ceil(n / batch_size)
-    mine = list(range(state.process_index, n_batches, state.num_processes))
-    results, computed, resumed = [], 0, 0
-    disable = True if (progress is False or not state.is_local_main_process) else (None if progress is None else False)
-    bar = tqdm(mine, desc="bits/dim", disable=disable, dynamic_ncols=True)
-    for b in bar:
-        path = bdir / f"b{b:06d}.npz" if bdir is not None else None
-        if path is not None and path.exists():
-            results.append(_read_batch(path))
-            resumed += 1
-            continue
-        idx = range(b * batch_size, min((b + 1) * batch_size, n))
-        res = _evaluate_batch(model, _get_batch(dataset, idx), idx, b, seed, levels, reps, dequantize, solver_kw,
-                              device)
-        if path is not None:
-            _write_npz(path, **res)
-        results.append(res)
-        computed += 1
-        bar.set_postfix(bpd=f"{float(np.mean(np.concatenate([r['bpd'] for r in results]))):.4f}")
-    bar.close()
+    def evaluate(batch, idx, b):
+        return _evaluate_batch(model, batch, idx, b, seed, levels, reps, dequantize, solver_kw, device)
 
-    gathered = gather_object([(state.process_index, results, computed, resumed)]) if state.num_processes > 1 \
-        else [(0, results, computed, resumed)]
-    allres = [r for _, rs, _, _ in gathered for r in rs]
-    index = np.concatenate([r["index"] for r in allres])
-    order = np.argsort(index, kind="stable")
-    index = index[order]
-    if not np.array_equal(index, np.arange(n)):
-        raise RuntimeError(f"gathered {index.size} results for {n} examples; some batches are missing.")
-    bpd_rep = np.concatenate([r["bpd_repeats"] for r in allres])[order]
+    results, computed, resumed = _run_batches(dataset, n, batch_size, evaluate, out, state, progress)
+    numbers, index, bpd_rep = _gather(state, results, computed, resumed, n, math.ceil(n / batch_size))
+    summary = {**settings, **numbers}
     bpd = bpd_rep.mean(1)
-    nfe = np.array([int(r["nfe"]) for r in allres])
-    secs = float(sum(float(r["seconds"]) for r in allres))
-    summary = {
-        **settings,
-        "mean": float(bpd.mean()),
-        "sem": float(bpd.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
-        "n_evaluated": int(n),
-        "nfe_per_batch_mean": float(nfe.mean()),
-        "nfe_total": int(nfe.sum()),
-        "seconds": secs,
-        "processes": state.num_processes,
-        "batches": n_batches,
-        "batches_computed": int(sum(g[2] for g in gathered)),
-        "batches_resumed": int(sum(g[3] for g in gathered)),
-        "probe_seeding": "per-example (seed, example, repeat)",
-    }
     if out is not None and state.is_main_process:
         _write_npz(out / "per_example.npz", index=index, bits_per_dim=bpd, bits_per_dim_repeats=bpd_rep)
-        _write_json(out / "summary.json", summary)
+        write_json(out / "summary.json", summary)
     if out is not None:
         state.wait_for_everyone()
     return {**summary, "per_example": bpd, "per_example_repeats": bpd_rep, "index": index}
@@ -249,3 +272,23 @@ def _evaluate_batch(model, x: Tensor, idx: range, b: int, seed: int, levels, rep
         nfe += counter.nfe
     return {"index": np.arange(idx.start, idx.stop), "bpd": np.mean(vals, 0), "bpd_repeats": np.stack(vals, 1),
             "nfe": np.array(nfe), "seconds": np.array(time.perf_counter() - t0)}
+
+
+def data_log_prob(model, data=None, split: str = "test", n: int = 128, bpd: bool = True, repeats: int = 1,
+                  **log_prob_kw) -> tuple[Tensor, str]:
+    """Log p (nats) of the model-space samples in a .npz/.npy ``data`` file, or of the first ``n`` examples of a
+    data set's ``split`` (default the model's own; bits/dim of integer data with ``bpd``) -> (values, kind)."""
+    from .data import load_dataset
+    from .data.loading import model_dataset, read_array
+
+    if data is not None and Path(data).suffix in (".npz", ".npy"):
+        x = torch.as_tensor(read_array(data), dtype=torch.float32)[:n]
+        return log_prob(model, x, **log_prob_kw), "log_prob_nats"
+    own = (getattr(model, "config", {}) or {}).get("dataset")
+    if not (data or own):
+        raise ValueError("pass --data (a data set name or a .npz of model-space samples).")
+    ds = model_dataset(model) if data in (None, own) else load_dataset(data)
+    x = getattr(ds, split)[:n]
+    if bpd and ds.levels is not None:
+        return bits_per_dim(model, x, levels=ds.levels, repeats=repeats, **log_prob_kw), "bits_per_dim"
+    return log_prob(model, ds.transform.forward(x.float()), **log_prob_kw), "log_prob_nats"

@@ -25,7 +25,7 @@ def sample_grid(model, x: torch.Tensor, logp: torch.Tensor | None, path, max_n: 
     t = getattr(model, "transform", None)
     if x.ndim == 2 and x.shape[1] == 2:
         fig, ax = plt.subplots(figsize=(4, 4))
-        sc = ax.scatter(x[:, 0], x[:, 1], s=4, c=None if lp is None else lp.numpy(), cmap="viridis")
+        sc = ax.scatter(x[:, 0], x[:, 1], s=4, **({} if lp is None else {"c": lp.numpy(), "cmap": "viridis"}))
         if lp is not None:
             fig.colorbar(sc, ax=ax, label="log p (nats)")
         ax.set_title(title or f"{x.shape[0]} samples")
@@ -52,3 +52,25 @@ def sample_grid(model, x: torch.Tensor, logp: torch.Tensor | None, path, max_n: 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def alignment_scatter(with_score, without, corr: float, fraction: float, path) -> Path:
+    """Score alignment by Eq 12 against Eq 13, one point per latent, with the diagonal; written as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    a, b = with_score.detach().cpu().numpy(), without.detach().cpu().numpy()
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.scatter(a, b, s=8)
+    lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set_xlabel("SA, Eq 12 (score at target)")
+    ax.set_ylabel("SA, Eq 13 (Hutchinson)")
+    ax.set_title(f"corr {corr:.3f}, aligned {fraction:.0%}")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -1,7 +1,6 @@
 """Shared pieces of the analyses: log p of finished samples, images for files and plots, JSON and figure output."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -9,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..io import atomic_write
+from .._io_utils import atomic_write, write_json as _write_json
 from ..solvers import resolve
 from ..likelihood import log_prob
 
@@ -67,12 +66,10 @@ def summary(v: Tensor) -> dict:
 
 
 def write_json(out, name: str, payload: dict) -> Path | None:
+    """``payload`` as OUT/name (atomic; nothing without ``out``)."""
     if out is None:
         return None
-    path = Path(out) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2) + "\n"))
-    return path
+    return _write_json(Path(out) / name, payload)
 
 
 def figure(*args, **kw):

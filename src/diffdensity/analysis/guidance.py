@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..guidance import (InfeasibleGuidance, sample_density_guided, sample_prior_guided,
-                        sample_stochastic_density_guided)
+from ..guidance import InfeasibleGuidance
+from ..registry import GUIDANCE
+from ..sampling import sample
 from .common import evaluate_log_prob, figure, save_figure, save_image_rows, settings, summary, to_uint8_images, \
     write_json
 
@@ -14,6 +15,19 @@ __all__ = ["guidance_sweep"]
 
 CONVENTION = ("higher q = higher log-density; prior guidance uses the latent norm sigma_T * chi_D^-1(1 - q) "
               "(the reference's norm quantile is 1 - q)")
+
+
+def _samplers(model, x_T: Tensor, steps: int, noise, seed: int, progress) -> dict:
+    """kind -> (q -> Samples) for every registered guidance rule (stochastic ones only with ``noise``, 2× steps)."""
+    runs = {}
+    for rule in GUIDANCE:
+        if not GUIDANCE.get(rule).meta.get("stochastic"):
+            runs[rule] = lambda q, r=rule: sample(model, x_T, f"{r}-guided", steps, q=q, progress=progress)
+        elif noise:
+            runs[f"stochastic-{noise}"] = lambda q, r=rule: sample(
+                model, x_T, f"{r}-guided", 2 * steps, torch.Generator().manual_seed(seed), q=q, noise=noise,
+                progress=progress)
+    return runs
 
 
 def guidance_sweep(model, x_T: Tensor, qs=(0.3, 0.4, 0.5, 0.6, 0.7), steps: int = 64, noise: str | None = None,
@@ -28,11 +42,7 @@ def guidance_sweep(model, x_T: Tensor, qs=(0.3, 0.4, 0.5, 0.6, 0.7), steps: int 
         raise ValueError(f"q={qs}: every q must lie strictly between 0 and 1.")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
-    samplers = {"density": lambda q: sample_density_guided(model, x_T, q, steps=steps, progress=progress),
-                "prior": lambda q: sample_prior_guided(model, x_T, q, steps=steps, progress=progress)}
-    if noise:
-        samplers[f"stochastic-{noise}"] = lambda q: sample_stochastic_density_guided(
-            model, x_T, q, noise, steps=2 * steps, generator=torch.Generator().manual_seed(seed), progress=progress)
+    samplers = _samplers(model, x_T, steps, noise, seed, progress)
     res = {"analysis": "guidance", "qs": qs, "steps": steps, "n": int(x_T.shape[0]), "convention": CONVENTION,
            "log_prob": settings(log_prob_kw), "results": {}}
     images = {}

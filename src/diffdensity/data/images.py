@@ -19,6 +19,7 @@ __all__ = [
     "PATCH_TEST_IMAGES",
     "load_cifar10_batches",
     "load_image_folder",
+    "load_images",
     "IMAGE_EXTENSIONS",
 ]
 
@@ -188,6 +189,11 @@ def _load_one(path: Path, size: int, grayscale: bool) -> np.ndarray:
     return a[None] if grayscale else a.transpose(2, 0, 1)
 
 
+def load_images(files, size: int, grayscale: bool) -> np.ndarray:
+    """Image files resized and centre-cropped to size×size: uint8 (N, C, size, size); ValueError for an unreadable one."""
+    return np.stack([_load_one(Path(p), int(size), grayscale) for p in files])
+
+
 def load_image_folder(root, size: int, grayscale: bool, test_fraction: float, seed: int) -> tuple[Tensor, Tensor, list[Path]]:
     """All PNG/JPEG files under ``root`` (recursive, sorted) as uint8 (N, C, size, size), split by a seeded permutation.
 
@@ -209,7 +215,7 @@ def load_image_folder(root, size: int, grayscale: bool, test_fraction: float, se
             f"folder: found {len(files)} image file(s) ({', '.join(IMAGE_EXTENSIONS)}) under {root}; "
             f"need at least 2 (one for train, one for test)."
         )
-    images = torch.from_numpy(np.stack([_load_one(p, int(size), grayscale) for p in files]))
+    images = torch.from_numpy(load_images(files, size, grayscale))
     perm = torch.randperm(len(files), generator=torch.Generator().manual_seed(int(seed)))
     n_test = max(1, round(test_fraction * len(files)))
     n_test = min(n_test, len(files) - 1)

@@ -6,7 +6,6 @@ bandwidth of the held-out reference, one kernel for every row) and energy distan
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -16,7 +15,8 @@ from torch import Tensor
 from .metrics import median_bandwidth, sample_distances
 from .sampling import sample_ddim, sample_distributional
 
-__all__ = ["NFES", "nfe_sweep", "write_nfe_report", "format_table", "plot_nfe", "draw_samples"]
+__all__ = ["NFES", "nfe_sweep", "write_nfe_report", "format_table", "plot_nfe", "draw_samples", "held_out_reference",
+           "compare_models", "train_sweep", "save_samples"]
 
 NFES = (1, 2, 4, 8, 16, 32)
 
@@ -110,13 +110,61 @@ def plot_nfe(results: dict, path, metric: str = "mmd") -> Path:
 
 def write_nfe_report(result: dict, out, title: str = "nfe sweep") -> dict:
     """Write OUT/nfe_sweep.json, OUT/nfe_sweep.md (MMD and energy-distance tables) and OUT/nfe_sweep.png."""
-    from ..io import atomic_write
+    from .._io_utils import atomic_write, write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result, indent=2) + "\n"
-    atomic_write(out / "nfe_sweep.json", lambda tmp: Path(tmp).write_text(text))
+    write_json(out / "nfe_sweep.json", result)
     md = f"# {title}\n\n{format_table(result, 'mmd')}\n\n{format_table(result, 'energy_distance')}\n"
     atomic_write(out / "nfe_sweep.md", lambda tmp: Path(tmp).write_text(md))
     plot_nfe({title: result}, out / "nfe_sweep.png")
     return {"json": out / "nfe_sweep.json", "md": out / "nfe_sweep.md", "png": out / "nfe_sweep.png"}
+
+
+def held_out_reference(dataset: str, n: int, seed: int) -> Tensor:
+    """The first ``n`` held-out points of ``dataset`` in model space (its test split, seeded dequantization)."""
+    from ..data import load_dataset
+
+    ds = load_dataset(dataset)
+    return ds.test_model_space(generator=torch.Generator().manual_seed(int(seed)))[:n]
+
+
+def compare_models(models: dict, dataset: str, nfes=NFES, n: int = 4096, churn: float = 1.0, seed: int = 0,
+                   spacing: str = "t", out=None, title: str | None = None) -> dict:
+    """:func:`nfe_sweep` of ``models`` (name -> model) against held-out ``dataset`` data (n points, seed + 1);
+    with ``out`` also OUT/nfe_sweep.{json,md,png}."""
+    res = nfe_sweep(models, held_out_reference(dataset, n, seed + 1), nfes, n, churn, seed, spacing)
+    res["dataset"] = dataset
+    if out is not None:
+        write_nfe_report(res, out, title=title or dataset)
+    return res
+
+
+def train_sweep(base: dict, betas, interactions, root) -> dict:
+    """Train one model per (β, interaction) into ROOT/beta<β>_int<λ> (TrainConfig fields ``base``); name -> run."""
+    from ..training import TrainConfig, train
+
+    runs = {}
+    for b in betas:
+        for lam in interactions:
+            name = f"beta{b:g}_int{lam:g}"
+            cfg = {**base, "beta": b, "interaction": lam, "out": str(Path(root) / name)}
+            runs[name] = train(TrainConfig.from_dict(cfg))
+    return runs
+
+
+def save_samples(model, z: Tensor, out) -> list[Path]:
+    """OUT/samples.npz (model space ``z``, data units ``x``) and, for a model of a known data set, OUT/samples.png."""
+    import numpy as np
+
+    from ..data import load_dataset
+    from ..training.visual import save_samples_png
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "samples.npz", z=z.numpy(), x=model.transform.inverse(z).numpy())
+    name = (getattr(model, "config", {}) or {}).get("dataset")
+    written = [out / "samples.npz"]
+    if name and save_samples_png(load_dataset(name), z, out / "samples.png"):
+        written.insert(0, out / "samples.png")
+    return written

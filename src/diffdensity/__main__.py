@@ -1,0 +1,4 @@
+"""``python -m diffdensity``: the command line."""
+from .cli import main
+
+main()

@@ -1,0 +1,4 @@
+"""``python -m diffdensity.cli`` (used by ``accelerate launch -m diffdensity.cli``)."""
+from . import main
+
+main()

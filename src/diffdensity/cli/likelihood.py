@@ -1,0 +1,98 @@
+"""``diffdensity log-prob`` (log p of samples or a data set's examples) and ``diffdensity likelihood`` (bits/dim of
+a whole data set, resumable, several processes through accelerate)."""
+from __future__ import annotations
+
+import click
+
+from . import main
+from ._common import DIVERGENCES, is_adaptive, model_arg, resolve_model, solver_option, torch_generator
+
+
+@main.command("log-prob")
+@model_arg
+@click.option("--data", "data", default=None, help="a .npz/.npy file of samples in model space, or a data set name "
+              "(default: the model's own data set, test split)")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test")
+@click.option("--n", "n", type=click.IntRange(min=1), default=128, help="how many examples")
+@click.option("--bpd/--no-bpd", default=True, help="bits/dim of integer data (uniform dequantization)")
+@click.option("--divergence", type=click.Choice(DIVERGENCES), default="hutchinson")
+@solver_option(default="dopri5")
+@click.option("--steps", type=int, default=None)
+@click.option("--repeats", type=int, default=1, help="dequantization draws averaged for bits/dim")
+@click.option("--density", type=click.Choice(["lambda_max", "data"]), default="lambda_max", show_default=True,
+              help="log p at the schedule's λ_max, or the data's own density with both ends closed (math.md §1.1b)")
+@click.option("--seed", type=int, default=0)
+@click.option("--out", type=click.Path(), default="log_prob.json")
+@click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
+def log_prob_cmd(model, model_opt, device, data, split, n, bpd, divergence, solver, steps, repeats, density, seed,
+                 out):
+    """Log-likelihood (nats) or bits/dim of data under MODEL by the PF-ODE; writes per-example values as JSON.
+
+    Example: diffdensity log-prob --model toy2d-moons --data samples/samples.npz --n 64
+    """
+    from .._io_utils import write_json
+    from ..evaluate import data_log_prob
+    from ..io import load
+
+    model = resolve_model(model, model_opt)
+    m = load(model, device=device)
+    values, kind = data_log_prob(m, data, split, n, bpd, repeats, divergence=divergence, solver=solver, steps=steps,
+                                 generator=torch_generator(seed), density=density)
+    res = {"model": model, "data": data, "density": density, "n": int(values.shape[0]), kind: values.tolist(),
+           "mean": float(values.mean()), "standard_error": float(values.std() / max(1, values.shape[0]) ** 0.5)}
+    write_json(out, res)
+    click.echo(f"{kind}: {res['mean']:.4f} ± {res['standard_error']:.4f} over {res['n']} examples -> {out}")
+
+
+@main.command("likelihood")
+@model_arg
+@click.option("--data", default=None, help="images: a file or folder of PNG/JPEG, a uint8 .npz (array 'x'), a local "
+              "CIFAR-10 folder, or a data set name (default: the model's own data set)")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", help="split of a data set / CIFAR-10")
+@click.option("--scheduler", default=None, help="diffusers scheduler folder when MODEL is a model folder without one")
+@click.option("--n", "limit", type=int, default=None, help="only the first N examples (default: all)")
+@click.option("--batch-size", type=int, default=64)
+@click.option("--levels", type=int, default=None, help="integer levels of the data (default: the data's, 256 for images)")
+@click.option("--repeats", type=int, default=1, help="dequantization draws averaged per example")
+@solver_option(default="dopri5")
+@click.option("--steps", type=int, default=None, help="steps of a fixed-grid solver (default 1024)")
+@click.option("--divergence", type=click.Choice(DIVERGENCES), default="hutchinson")
+@click.option("--n-probes", type=int, default=1, help="Hutchinson probes")
+@click.option("--rtol", type=float, default=1e-5)
+@click.option("--atol", type=float, default=1e-5)
+@click.option("--seed", type=int, default=0)
+@click.option("--out", type=click.Path(), default="likelihood_out", help="result folder (resumed if it exists)")
+@click.option("--device", default=None, help="cpu | cuda | cuda:N (default: the process's device under accelerate, "
+              "else cpu)")
+@click.option("--autocast", type=click.Choice(["no", "bf16", "fp16"]), default="no",
+              help="run a diffusers network under autocast (ODE state and log p stay float32)")
+@click.option("--image-size", type=int, default=None, help="side of image files when the model does not say")
+@click.option("--no-progress", "progress", is_flag=True, flag_value=False, default=None)
+def likelihood_cmd(model, model_opt, data, split, scheduler, limit, batch_size, levels, repeats, solver, steps,
+                   divergence, n_probes, rtol, atol, seed, out, device, autocast, image_size, progress):
+    """Bits/dim of a whole data set under MODEL (a shipped name, a saved run, or a diffusers folder); writes
+    OUT/per_example.npz and OUT/summary.json and resumes an interrupted run.
+
+    Several GPUs / processes: `accelerate launch [--num_processes N] -m diffdensity.cli likelihood ...`.
+    Example: diffdensity likelihood --model digits8 --n 64 --out lik
+    """
+    from ..data.loading import likelihood_data, load_model
+    from ..evaluate import evaluate_bits_per_dim
+
+    model = resolve_model(model, model_opt)
+    try:
+        m = load_model(model, scheduler, None if autocast == "no" else autocast, device)
+        x, data_levels = likelihood_data(data, m, split, image_size)
+        if steps is None and not is_adaptive(solver):
+            steps = 1024
+        res = evaluate_bits_per_dim(m, x, batch_size=batch_size, levels=levels or data_levels or 256, repeats=repeats,
+                                    out=out, seed=seed, solver=solver, steps=steps, divergence=divergence,
+                                    n_probes=n_probes, rtol=rtol, atol=atol, limit=limit, device=device,
+                                    model_name=model, progress=progress)
+    except (ValueError, TypeError, ImportError) as e:
+        raise click.ClickException(str(e)) from None
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        click.echo(f"bits/dim: {res['mean']:.4f} ± {res['sem'] or 0:.4f} over {res['n']} examples "
+                   f"({res['batches_computed']} batches computed, {res['batches_resumed']} resumed) -> {out}")

@@ -1,0 +1,39 @@
+"""The files of a sampling run: samples.npz, a labelled grid (samples.png) and summary.json."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ._io_utils import write_json
+
+__all__ = ["write_sample_files"]
+
+
+def _arrays(model, x, logp, nfe) -> dict:
+    """x (model space), nfe, logp if tracked and x_data (integers in data units) for data with levels."""
+    arrays = {"x": x.numpy(), "nfe": np.array(nfe)}
+    if logp is not None:
+        arrays["logp"] = logp.numpy()
+    t = getattr(model, "transform", None)
+    if t is not None and getattr(t, "levels", None):
+        arrays["x_data"] = t.inverse(x, round=True).numpy().astype(np.uint8 if t.levels <= 256 else np.int32)
+    return arrays
+
+
+def write_sample_files(model, samples, out, summary: dict) -> dict:
+    """OUT/samples.npz, OUT/samples.png (highest log p first) and OUT/summary.json (``summary`` with the NFE,
+    log p statistics and the picture) -> the summary written."""
+    from .plots import sample_grid
+
+    out = Path(out)
+    x = samples.x.detach().cpu()
+    logp = None if samples.logp is None else samples.logp.detach().cpu()
+    np.savez(out / "samples.npz", **_arrays(model, x, logp, samples.nfe))
+    summary = dict(summary)
+    if logp is not None:
+        summary.update(logp_mean=float(logp.mean()), logp_min=float(logp.min()), logp_max=float(logp.max()))
+    if sample_grid(model, x, logp, out / "samples.png"):
+        summary["png"] = str(out / "samples.png")
+    write_json(out / "summary.json", summary)
+    return summary
