@@ -8,10 +8,11 @@ the end. Nothing is fetched from the network: the page is plain HTML with inline
 from __future__ import annotations
 
 import html
-import json
 import math
 import shutil
 from pathlib import Path
+
+from .safe_read import inside, read_json
 
 __all__ = ["build_report", "PANELS"]
 
@@ -105,11 +106,8 @@ def _table(rows) -> str:
 def _panel(folder: Path, out: Path, index: int) -> tuple[str, str, list]:
     jsons = sorted(folder.glob("*.json"))
     data = {}
-    for p in jsons:
-        try:
-            data[p.stem] = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{p}: not readable JSON ({e}); re-run the analysis that wrote it.") from None
+    for p in jsons:  # links out of the folder are refused, sizes and nesting capped
+        data[p.stem] = read_json(p, root=folder, what="analysis output")
     meta = next((d for d in data.values() if isinstance(d, dict) and ("title" in d or "analysis" in d)), {})
     key = meta.get("analysis", folder.name)
     title, desc = PANELS.get(key, PANELS.get(folder.name, (folder.name, "")))
@@ -117,7 +115,7 @@ def _panel(folder: Path, out: Path, index: int) -> tuple[str, str, list]:
     figs = []
     for png in sorted(folder.glob("*.png")):
         name = f"p{index:02d}_{png.name}"
-        shutil.copyfile(png, out / name)
+        shutil.copyfile(inside(folder, png), out / name)  # never a file from outside the folder
         figs.append(f"<figure><img src='{html.escape(name)}' alt='{html.escape(png.stem)}'>"
                     f"<figcaption>{html.escape(png.stem)}</figcaption></figure>")
     rows = [(f"{stem}.{k}" if len(data) > 1 else k, v) for stem, d in data.items() for k, v in _flatten(d)]

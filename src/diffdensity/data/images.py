@@ -5,12 +5,13 @@ Every loader returns uint8/integer-valued data in CHW layout and data units 0..l
 from __future__ import annotations
 
 import functools
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from ..safe_read import folder_files, read_cifar_batch, read_image
 
 __all__ = [
     "load_digits_split",
@@ -104,45 +105,6 @@ CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
-# The only globals a CIFAR-10 python batch refers to: numpy's array reconstruction (numpy 1 and 2 spellings) and the
-# latin-1 codec that protocol-2 pickles use for bytes. Everything else (os.system, builtins.eval, ...) is refused.
-_CIFAR_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-}
-
-
-class _CifarUnpickler(pickle.Unpickler):
-    """An unpickler that builds only dicts, lists, bytes/str, numbers and numpy arrays (no code can run)."""
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _CIFAR_GLOBALS:
-            raise pickle.UnpicklingError(f"refusing to load global {module}.{name} (not part of a CIFAR-10 batch)")
-        return super().find_class(module, name)
-
-
-def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One CIFAR-10 python batch, read with :class:`_CifarUnpickler` (no arbitrary objects are unpickled)."""
-    try:
-        with open(path, "rb") as f:
-            d = _CifarUnpickler(f, encoding="bytes").load()
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is the same user error
-        raise ValueError(f"cifar10: could not read {path} as a CIFAR-10 python batch ({e}); re-extract {CIFAR_URL}.") from None
-    if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
-        raise ValueError(f"cifar10: {path} is not a CIFAR-10 python batch (need a dict with b'data' and b'labels').")
-    data = d[b"data"]
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise ValueError(f"cifar10: {path} has b'data' of shape {getattr(data, 'shape', None)} and dtype "
-                         f"{getattr(data, 'dtype', type(data).__name__)}; expected (N, 3072) uint8.")
-    try:
-        labels = np.asarray(d[b"labels"], dtype=np.int64)
-    except (TypeError, ValueError):
-        labels = None
-    if labels is None or labels.shape != (data.shape[0],):
-        raise ValueError(f"cifar10: {path} has b'labels' that are not {data.shape[0]} integers.")
-    return data, labels
-
-
 def load_cifar10_batches(root) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """CIFAR-10 from the standard python batches in ``root`` (or ``root/cifar-10-batches-py``): (train, test, labels...)."""
     if root is None:
@@ -158,7 +120,7 @@ def load_cifar10_batches(root) -> tuple[Tensor, Tensor, Tensor, Tensor]:
                 f"cifar10: missing file {root / f}; root must hold data_batch_1..5 and test_batch "
                 f"(download {CIFAR_URL} and extract it, then pass root=<.../cifar-10-batches-py>)."
             )
-    parts = [_read_cifar_batch(root / f) for f in CIFAR_FILES]
+    parts = [read_cifar_batch(root / f, root) for f in CIFAR_FILES]  # links out of root refused
     train = np.concatenate([p[0] for p in parts[:5]])
     train_labels = np.concatenate([p[1] for p in parts[:5]])
     test, test_labels = parts[5]
@@ -170,28 +132,10 @@ def load_cifar10_batches(root) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
-def _load_one(path: Path, size: int, grayscale: bool) -> np.ndarray:
-    """Resize the shorter side to ``size`` (bicubic, antialiased) and centre-crop to size×size; (C, size, size) uint8."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L" if grayscale else "RGB")
-            w, h = im.size
-            s = size / min(w, h)
-            nw, nh = max(size, round(w * s)), max(size, round(h * s))
-            im = im.resize((nw, nh), Image.BICUBIC)
-            left, top = (nw - size) // 2, (nh - size) // 2
-            im = im.crop((left, top, left + size, top + size))
-            a = np.array(im, dtype=np.uint8)
-    except Exception as e:  # noqa: BLE001 - any decoding failure is the same user error
-        raise ValueError(f"folder: could not read image {path} ({type(e).__name__}: {e}); remove or fix the file.") from e
-    return a[None] if grayscale else a.transpose(2, 0, 1)
-
-
-def load_images(files, size: int, grayscale: bool) -> np.ndarray:
-    """Image files resized and centre-cropped to size×size: uint8 (N, C, size, size); ValueError for an unreadable one."""
-    return np.stack([_load_one(Path(p), int(size), grayscale) for p in files])
+def load_images(files, size: int, grayscale: bool, root=None) -> np.ndarray:
+    """Image files resized and centre-cropped to size×size: uint8 (N, C, size, size); ValueError for an unreadable one
+    (16-bit images are scaled to 8 bits, see :func:`diffdensity.safe_read.read_image`)."""
+    return np.stack([read_image(Path(p), int(size), grayscale, root) for p in files])
 
 
 def load_image_folder(root, size: int, grayscale: bool, test_fraction: float, seed: int) -> tuple[Tensor, Tensor, list[Path]]:
@@ -209,13 +153,13 @@ def load_image_folder(root, size: int, grayscale: bool, test_fraction: float, se
         raise ValueError(f"size must be a positive integer (the side of the square images), got {size!r}.")
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}.")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = folder_files(root, IMAGE_EXTENSIONS)  # links that leave root are refused
     if len(files) < 2:
         raise ValueError(
             f"folder: found {len(files)} image file(s) ({', '.join(IMAGE_EXTENSIONS)}) under {root}; "
             f"need at least 2 (one for train, one for test)."
         )
-    images = torch.from_numpy(load_images(files, size, grayscale))
+    images = torch.from_numpy(load_images(files, size, grayscale, root))
     perm = torch.randperm(len(files), generator=torch.Generator().manual_seed(int(seed)))
     n_test = max(1, round(test_fraction * len(files)))
     n_test = min(n_test, len(files) - 1)

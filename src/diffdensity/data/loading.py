@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from .datasets import load_dataset
+from ..safe_read import folder_files
 from .images import IMAGE_EXTENSIONS, load_cifar10_batches, load_images
 
 __all__ = ["read_array", "is_diffusers_folder", "load_model", "model_shape", "data_shape", "model_dataset",
@@ -127,14 +128,13 @@ def _is_cifar_folder(path: Path) -> bool:
 
 
 def _image_files(path: Path, shape, image_size) -> np.ndarray:
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = [path] if path.is_file() else folder_files(path, IMAGE_EXTENSIONS)  # no links out of the folder
     if not files:
         raise ValueError(f"no .png/.jpg images under {path}.")
     if shape is None and image_size is None:
         raise ValueError("cannot tell the image size of this model; pass --image-size.")
     gray = shape is not None and (len(shape) == 2 or shape[0] == 1)
-    return load_images(files, image_size or shape[-1], gray)
+    return load_images(files, image_size or shape[-1], gray, None if path.is_file() else path)
 
 
 def _named_dataset(spec: str):
