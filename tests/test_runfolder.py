@@ -133,3 +133,53 @@ def test_sigkill_then_resume_cleans_up_and_logs_each_step_once(tmp_path):
     a, b = load_checkpoint(out / CHECKPOINT_NAME), load_checkpoint(tmp_path / "full" / CHECKPOINT_NAME)
     for k in a["net"]:
         assert torch.equal(a["net"][k], b["net"][k]), k
+
+
+def _race(folder: str, n: int) -> int:
+    """``n`` threads of this process try to take the lock of ``folder`` at once; how many got it (kept held)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    barrier, won = threading.Barrier(n), []
+
+    def attempt(_):
+        lock = RunLock(folder)
+        barrier.wait()
+        try:
+            lock.acquire()
+        except ValueError:
+            return
+        won.append(lock)
+
+    with ThreadPoolExecutor(n) as ex:
+        list(ex.map(attempt, range(n)))
+    return len(won)
+
+
+def test_many_simultaneous_lock_attempts_give_exactly_one_owner(tmp_path):
+    """200 attempts at once (8 processes × 25 threads) on one run folder, 50 times: exactly one owner each time,
+    including when a stale lock (its owner gone) is there to be taken over."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with ProcessPoolExecutor(8, mp_context=multiprocessing.get_context("fork")) as pool:
+        for rep in range(50):
+            folder = tmp_path / f"r{rep}"
+            folder.mkdir()
+            if rep % 2:
+                _write_lock(folder, dead.pid)  # stale: every attempt sees it and only one may take it over
+            owners = sum(pool.map(_race, [str(folder)] * 8, [25] * 8))
+            assert owners == 1, (rep, owners)
+
+
+def test_a_lock_held_in_this_process_is_not_taken_by_another_object(tmp_path):
+    first, second = RunLock(tmp_path), RunLock(tmp_path)
+    first.acquire()
+    with pytest.raises(ValueError, match="in use"):
+        second.acquire()
+    first.release()
+    second.acquire()
+    second.release()
+    assert not (tmp_path / LOCK_NAME).exists()
