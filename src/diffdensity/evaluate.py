@@ -16,8 +16,10 @@ batch-mates or on ``batch_size`` (to round-off).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -26,12 +28,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._io_utils import atomic_write, write_json
+from ._io_utils import output_folder, write_json, write_npz
 from .likelihood import _data_dtype, bits_per_dim, log_prob
 from .models import CountingModel
 from .solvers import resolve
 
-__all__ = ["evaluate_bits_per_dim", "example_seed", "data_log_prob"]
+__all__ = ["evaluate_bits_per_dim", "example_seed", "data_log_prob", "evaluation_folder", "clear_evaluation"]
 
 _DEQ, _PROBE = 0, 1  # stream tags of example_seed
 
@@ -64,7 +66,12 @@ def _item(v) -> Tensor:
 def _get_batch(dataset, idx: range) -> Tensor:
     if isinstance(dataset, Tensor):
         return dataset[idx.start:idx.stop]
-    return torch.stack([_item(dataset[i]) for i in idx])
+    items = [_item(dataset[i]) for i in idx]
+    shapes = {tuple(v.shape) for v in items}
+    if len(shapes) > 1:
+        raise ValueError(f"dataset items {idx.start}..{idx.stop - 1} have different shapes {sorted(shapes)}; resize "
+                         "them to one shape (the model's sample shape).")
+    return torch.stack(items)
 
 
 def _length(dataset) -> int:
@@ -90,20 +97,14 @@ def _read_batch(path: Path):
         return {k: z[k] for k in z.files}
 
 
-def _write_npz(path: Path, **arrays) -> None:
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-    atomic_write(path, write)
-
-
-def _check_args(dataset, batch_size, repeats, dequantize, limit) -> int:
+def _check_args(dataset, batch_size, repeats, dequantize, limit, levels) -> int:
     """The number of examples to evaluate, after checking the arguments."""
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: need a positive integer.")
     if int(repeats) != repeats or repeats < 1:
         raise ValueError(f"repeats={repeats}: need a positive integer.")
+    if levels is not None and (isinstance(levels, bool) or int(levels) != levels or levels < 2):
+        raise ValueError(f"levels={levels!r}: need an integer of at least 2 (256 for 8-bit images) or None.")
     if dequantize not in ("uniform", "none"):
         raise ValueError(f"dequantize={dequantize!r}; choose 'uniform' or 'none'.")
     n = _length(dataset)
@@ -124,6 +125,53 @@ def _settings(model, model_name, solver_kw: dict, log_prob_kw: dict, **fields) -
     return settings
 
 
+def _rank() -> int:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+
+
+def evaluation_folder(out, overwrite: bool = False, inputs=()):
+    """Claim ``out`` for an evaluation (:func:`diffdensity._io_utils.output_folder`): resumable when it holds an
+    evaluation (settings.json, checked against this one), refused over other results; locked by the main process."""
+    return output_folder(out, overwrite, inputs, resumable=lambda o: (o / "settings.json").is_file(),
+                         lock=_rank() == 0)
+
+
+def clear_evaluation(out) -> None:
+    """Remove an earlier evaluation's files from ``out`` (on the main process), so it starts afresh."""
+    out = Path(out)
+    if _rank() != 0:
+        return
+    for name in ("settings.json", "per_example.npz", "summary.json"):
+        (out / name).unlink(missing_ok=True)
+    for p in (out / "batches").glob("b*.npz") if (out / "batches").is_dir() else ():
+        p.unlink()
+
+
+def _digest(chunks) -> str:
+    """sha256 (hex, 16 digits) of an iterable of tensors / strings: a content hash for the resume key."""
+    h = hashlib.sha256()
+    for c in chunks:
+        if isinstance(c, Tensor):
+            c = c.detach().cpu().contiguous()
+            h.update(f"{c.dtype}{tuple(c.shape)}".encode())
+            c = c.reshape(-1).view(torch.uint8).numpy().tobytes() if c.numel() else b""
+        h.update(c if isinstance(c, bytes) else str(c).encode())
+    return h.hexdigest()[:16]
+
+
+def _model_digest(model) -> str:
+    """The model's identity: its schedule, autocast setting and every weight (so a retrained model is another)."""
+    net = model if hasattr(model, "state_dict") else getattr(model, "net", None)
+    weights = net.state_dict().items() if hasattr(net, "state_dict") else ()
+    head = [type(model).__name__, repr(getattr(model, "schedule", "")), repr(getattr(model, "autocast", None))]
+    return _digest([*head, *(v for kv in weights for v in kv)])
+
+
+def _data_digest(dataset, n: int, batch_size: int) -> str:
+    """A content hash of the first ``n`` examples (what is evaluated)."""
+    return _digest(_get_batch(dataset, range(i, min(i + batch_size, n))) for i in range(0, n, batch_size))
+
+
 def _check_settings(out: Path, settings: dict, state) -> None:
     """Write OUT/settings.json, or refuse an ``out`` that holds results of a different evaluation."""
     sfile = out / "settings.json"
@@ -133,7 +181,7 @@ def _check_settings(out: Path, settings: dict, state) -> None:
             diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
             if diff:
                 raise ValueError(f"{out} holds results of a different evaluation ({diff} as (saved, now)); "
-                                 "pass another out= or delete the folder.")
+                                 "pass another out, or start afresh (--overwrite / clear_evaluation(out)).")
         else:
             write_json(sfile, settings)
     state.wait_for_everyone()
@@ -156,7 +204,7 @@ def _run_batches(dataset, n: int, batch_size: int, evaluate, out, state, progres
         idx = range(b * batch_size, min((b + 1) * batch_size, n))
         res = evaluate(_get_batch(dataset, idx), idx, b)
         if path is not None:
-            _write_npz(path, **res)
+            write_npz(path, **res)
         results.append(res)
         computed += 1
         bar.set_postfix(bpd=f"{float(np.mean(np.concatenate([r['bpd'] for r in results]))):.4f}")
@@ -200,17 +248,18 @@ def evaluate_bits_per_dim(model, dataset, *, batch_size: int = 64, levels: int |
                           dequantize: str = "uniform", solver: str = "dopri5", steps: int | None = None,
                           divergence: str = "hutchinson", n_probes: int = 1, rtol: float = 1e-5, atol: float = 1e-5,
                           limit: int | None = None, device=None, model_name: str | None = None,
-                          progress: bool | None = None, **log_prob_kw) -> dict:
+                          progress: bool | None = None, identity: dict | None = None, **log_prob_kw) -> dict:
     """Bits/dim of every example of ``dataset`` (a tensor or map-style dataset of integer data, batch first) by
     :func:`dd.bits_per_dim` (uniform dequantization, PF-ODE log p). Returns a dict with "mean", "sem", "n",
     "per_example" (a numpy array in dataset order), "index", the settings, NFE and time; with ``out`` also writes
     the files of the module docstring and resumes from them. The seed is ``seed``, else
     ``generator.initial_seed()``, else 0. Under ``accelerate launch`` each process takes whole batches and every
     process returns the gathered result. ``limit`` evaluates only the first ``limit`` examples; other keywords
-    (``prior=``, ``probe=``, ``chunk_size=``) go to :func:`dd.log_prob`."""
+    (``prior=``, ``probe=``, ``chunk_size=``) go to :func:`dd.log_prob`. The resume key holds every setting, a
+    content hash of the data and of the model's weights, and ``identity`` (e.g. the data's name and split)."""
     from accelerate import PartialState
 
-    n = _check_args(dataset, batch_size, repeats, dequantize, limit)
+    n = _check_args(dataset, batch_size, repeats, dequantize, limit, levels)
     seed = int(seed if seed is not None else (generator.initial_seed() if generator is not None else 0))
     batch_size, repeats = int(batch_size), int(repeats)
     reps = repeats if dequantize == "uniform" else 1
@@ -224,7 +273,9 @@ def evaluate_bits_per_dim(model, dataset, *, batch_size: int = 64, levels: int |
     if resolve(solver).adaptive:  # per-example error control: an example's value does not depend on its batch
         solver_kw["control"] = log_prob_kw.pop("control", "example")
     settings = _settings(model, model_name, solver_kw, log_prob_kw, n=n, batch_size=batch_size, levels=levels,
-                         repeats=reps, dequantize=dequantize, seed=seed)
+                         repeats=reps, dequantize=dequantize, seed=seed, **(identity or {}))
+    if out is not None:
+        settings.update(model_sha256=_model_digest(model), data_sha256=_data_digest(dataset, n, batch_size))
     solver_kw.update(log_prob_kw)
     out = Path(out) if out is not None else None
     if out is not None:
@@ -238,7 +289,7 @@ def evaluate_bits_per_dim(model, dataset, *, batch_size: int = 64, levels: int |
     summary = {**settings, **numbers}
     bpd = bpd_rep.mean(1)
     if out is not None and state.is_main_process:
-        _write_npz(out / "per_example.npz", index=index, bits_per_dim=bpd, bits_per_dim_repeats=bpd_rep)
+        write_npz(out / "per_example.npz", index=index, bits_per_dim=bpd, bits_per_dim_repeats=bpd_rep)
         write_json(out / "summary.json", summary)
     if out is not None:
         state.wait_for_everyone()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from ._io_utils import save_png
+
 __all__ = ["sample_grid"]
 
 
@@ -48,8 +50,7 @@ def sample_grid(model, x: torch.Tensor, logp: torch.Tensor | None, path, max_n: 
     else:
         return False
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_png(fig, path)
     plt.close(fig)
     return True
 
@@ -70,7 +71,6 @@ def alignment_scatter(with_score, without, corr: float, fraction: float, path) -
     ax.set_ylabel("SA, Eq 13 (Hutchinson)")
     ax.set_title(f"corr {corr:.3f}, aligned {fraction:.0%}")
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_png(fig, path)
     plt.close(fig)
     return Path(path)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io_utils import write_json
+from ._io_utils import write_json, write_npz
 
 __all__ = ["write_sample_files"]
 
@@ -29,7 +29,7 @@ def write_sample_files(model, samples, out, summary: dict) -> dict:
     out = Path(out)
     x = samples.x.detach().cpu()
     logp = None if samples.logp is None else samples.logp.detach().cpu()
-    np.savez(out / "samples.npz", **_arrays(model, x, logp, samples.nfe))
+    write_npz(out / "samples.npz", **_arrays(model, x, logp, samples.nfe))
     summary = dict(summary)
     if logp is not None:
         summary.update(logp_mean=float(logp.mean()), logp_min=float(logp.min()), logp_max=float(logp.max()))

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._io_utils import write_json
+from .._io_utils import write_json, write_npz
 from ..alignment import alignment_fraction, score_alignment
 
 __all__ = ["alignment_study"]
@@ -31,7 +31,7 @@ def alignment_study(model, x_T: Tensor, lambda_target: float = 1.0, steps: int =
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        np.savez(out / "alignment.npz", score=with_score.cpu().numpy(), no_score=without.cpu().numpy())
+        write_npz(out / "alignment.npz", score=with_score.cpu().numpy(), no_score=without.cpu().numpy())
         summary["plot"] = str(alignment_scatter(with_score, without, corr, fr, out / "alignment.png"))
         write_json(out / "summary.json", summary)
     return summary

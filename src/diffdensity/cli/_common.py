@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
 
 from ..registry import SAMPLERS, SOLVERS
 
-__all__ = ["parse_kv", "csv", "model_arg", "resolve_model", "fresh_out", "is_adaptive", "solver_option",
-           "method_choice", "default_steps", "torch_generator", "DIVERGENCES"]
+__all__ = ["parse_kv", "csv", "model_arg", "resolve_model", "is_adaptive", "solver_option",
+           "method_choice", "default_steps", "torch_generator", "DIVERGENCES", "overwrite_option", "overwriting",
+           "claim_out", "check_launch"]
 
 DIVERGENCES = ("hutchinson", "exact")
 
@@ -50,13 +52,20 @@ def parse_kv(ctx, param, values):
     return out
 
 
-def csv(kind):
-    """A click callback: comma-separated values of ``kind`` -> tuple."""
+def csv(kind, low=None, high=None):
+    """A click callback: comma-separated finite values of ``kind`` (strictly between ``low`` and ``high`` when
+    given) -> a non-empty tuple."""
     def parse(ctx, param, value):
         try:
-            return tuple(kind(v) for v in str(value).split(",") if v.strip())
+            vals = tuple(kind(v) for v in str(value).split(",") if v.strip())
         except ValueError:
             raise click.BadParameter(f"{value!r}: expected comma-separated numbers", ctx=ctx, param=param) from None
+        bad = [v for v in vals if not math.isfinite(v) or (low is not None and v <= low) or (high is not None and
+                                                                                          v >= high)]
+        if bad or not vals:
+            where = f" between {low:g} and {high:g} (exclusive)" if low is not None and high is not None else ""
+            raise click.BadParameter(f"{value!r}: need finite numbers{where}", ctx=ctx, param=param)
+        return vals
     return parse
 
 
@@ -76,15 +85,43 @@ def resolve_model(model, model_opt) -> str:
     return name
 
 
-def fresh_out(out, overwrite: bool) -> Path:
-    """An output folder that holds no earlier results (refused unless --overwrite)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; pass a folder.")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"--out {out} already holds results; pass another folder or --overwrite.")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def overwrite_option(f):
+    """--overwrite: write into an --out that already holds results (read back by :func:`overwriting`)."""
+    return click.option("--overwrite", is_flag=True, expose_value=False, help="replace the results --out holds",
+                        callback=lambda ctx, param, value: ctx.meta.__setitem__("overwrite", value))(f)
+
+
+def overwriting() -> bool:
+    """Whether --overwrite was given to the running command."""
+    return bool(click.get_current_context().meta.get("overwrite"))
+
+
+def claim_out(out, inputs=()):
+    """Claim the output folder ``out`` until the command ends (diffdensity._io_utils.output_folder: exclusive,
+    refused over earlier results without --overwrite and over the command's inputs) -> its Path."""
+    from .._io_utils import output_folder
+
+    return click.get_current_context().with_resource(output_folder(out, overwriting(), inputs))
+
+
+def check_launch() -> None:
+    """ValueError if ``accelerate launch --num_processes N`` (N > 1) started a single process: without
+    ``--multi_gpu`` accelerate runs one process, also on CPU, and says nothing."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or "ACCELERATE_USE_CPU" not in os.environ:
+        return
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            args = f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return
+    for i, a in enumerate(args):
+        value = a.split("=", 1)[1] if a.startswith("--num_processes=") else (
+            args[i + 1] if a == "--num_processes" and i + 1 < len(args) else None)
+        if value is not None and value.isdigit() and int(value) > 1 and "--multi_gpu" not in args:
+            raise ValueError(f"accelerate launch --num_processes {value} started ONE process (accelerate needs "
+                             "--multi_gpu for several processes, also on CPU); add --multi_gpu.")
 
 
 def torch_generator(seed: int, device=None):

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from . import main
-from ._common import model_arg, resolve_model
+from ._common import claim_out, model_arg, overwrite_option, resolve_model
 
 
 @main.command("align")
@@ -17,6 +17,7 @@ from ._common import model_arg, resolve_model
 @click.option("--n-probes", type=int, default=1, help="Hutchinson probes per step of Eq 13")
 @click.option("--seed", type=int, default=0)
 @click.option("--out", type=click.Path(), default="align_out", help="output folder")
+@overwrite_option
 @click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
 def align_cmd(model, model_opt, device, n, lambda_target, steps, n_probes, seed, out):
     """Score alignment of MODEL over N latents by Eq 12 (with the target score) and Eq 13 (without: Hutchinson),
@@ -30,6 +31,7 @@ def align_cmd(model, model_opt, device, n, lambda_target, steps, n_probes, seed,
     from ._common import torch_generator
 
     model = resolve_model(model, model_opt)
+    out = claim_out(out)
     m = load(model, device=device)
     g = torch_generator(seed, device)
     s = alignment_study(m, prior_latents(m, n, g), lambda_target, steps, n_probes, generator=g, out=out,

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from . import main
-from ._common import DIVERGENCES, solver_option
+from ._common import DIVERGENCES, claim_out, overwrite_option, solver_option
 
 
 def _analysis_common(f):
@@ -15,6 +15,7 @@ def _analysis_common(f):
         click.option("--n", "n", type=int, default=32, help="number of samples / held-out images"),
         click.option("--seed", type=int, default=0),
         click.option("--out", type=click.Path(), default=None, help="output folder (default: analysis_<name>)"),
+        overwrite_option,
         click.option("--logp-divergence", type=click.Choice(DIVERGENCES), default="hutchinson",
                      help="divergence of the PF-ODE encoder that scores finished samples"),
         click.option("--logp-probes", type=int, default=8, help="Hutchinson probes of that encoder"),
@@ -78,7 +79,7 @@ def analyze_threshold(model, thresholds, steps, first, n, seed, out, progress, *
     from ..data.loading import prior_latents
 
     m, g, kw = _analysis_setup(model, n, seed, **logp)
-    out = out or "analysis_threshold"
+    out = claim_out(out or "analysis_threshold")
     res = threshold_sweep(m, prior_latents(m, n, g), _floats(thresholds), steps=steps, first=first,
                           log_prob_kw=kw, generator=g, out=out, progress=progress)
     for t in res["thresholds"]:
@@ -104,7 +105,7 @@ def analyze_png(model, steps, level, n, seed, out, progress, **logp):
     from ..sampling import sample
 
     m, g, kw = _analysis_setup(model, n, seed, **logp)
-    out = out or "analysis_png"
+    out = claim_out(out or "analysis_png")
     samples = sample(m, prior_latents(m, n, g), "ode", steps, progress=progress).x
     sets = {"samples": samples, "held-out": held_out(m, n, _device())}
     res = compression_vs_logp(m, sets, level=level, log_prob_kw=kw, generator=g, out=out, progress=progress)
@@ -128,7 +129,7 @@ def analyze_blur(model, sigmas, n, seed, out, progress, **logp):
     from ..data.loading import held_out
 
     m, g, kw = _analysis_setup(model, n, seed, **logp)
-    out = out or "analysis_blur"
+    out = claim_out(out or "analysis_blur")
     res = blur_curve(m, held_out(m, n, _device()), _floats(sigmas), log_prob_kw=kw, generator=g, out=out,
                      progress=progress)
     for s, mu in zip(res["sigmas"], res["mean"]):
@@ -156,7 +157,7 @@ def analyze_ode_sde(models, steps, n, seed, out, progress, **logp):
         loaded[name], _, kw = _analysis_setup(name, n, seed, **logp)
     g = torch_generator(seed)
     x_T = prior_latents(next(iter(loaded.values())), n, g)
-    out = out or "analysis_ode_sde"
+    out = claim_out(out or "analysis_ode_sde")
     res = ode_vs_sde(loaded, x_T, steps=steps, log_prob_kw=kw, generator=g, out=out, progress=progress)
     for name, r in res["models"].items():
         click.echo(f"{name}: tracked {r['sde_tracked']['mean']:.2f}, PF-ODE {r['pf_ode']['mean']:.2f}, "

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from . import main
-from ._common import csv, torch_generator
+from ._common import claim_out, csv, overwrite_option, torch_generator
 from .train import options_to_config_dict, train_command
 
 
@@ -41,6 +41,7 @@ def distributional_train_cmd(ctx, regression, **opts):
 @click.option("--seed", type=int, default=0)
 @click.option("--device", default="cpu", help="cpu | cuda | cuda:N (sampling runs there; distances on the CPU)")
 @click.option("--out", type=click.Path(), default="nfe_sweep")
+@overwrite_option
 def distributional_nfe_cmd(models, dataset, nfes, n, churn, spacing, seed, device, out):
     """MMD and energy distance to held-out data vs number of steps for MODELS (generator models by Algorithm 2,
     score models by the same bridge with their mean): OUT/nfe_sweep.{json,md,png}.
@@ -50,6 +51,7 @@ def distributional_nfe_cmd(models, dataset, nfes, n, churn, spacing, seed, devic
     from ..distributional.experiments import compare_models, format_table
     from ..io import load
 
+    out = claim_out(out)
     res = compare_models({m: load(m, device=device) for m in models}, dataset, nfes, n, churn, seed, spacing, out)
     click.echo(format_table(res))
 
@@ -88,6 +90,7 @@ def distributional_sweep_cmd(ctx, interactions, grid_betas, nfes, n_eval, churn,
 @click.option("--seed", type=int, default=0)
 @click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
 @click.option("--out", type=click.Path(), default="samples_distributional")
+@overwrite_option
 def distributional_sample_cmd(model, steps, n, churn, spacing, seed, device, out):
     """N samples of MODEL in STEPS steps (Algorithm 2; a score model: the mean bridge): OUT/samples.npz (model
     space and data units) and OUT/samples.png.
@@ -97,6 +100,7 @@ def distributional_sample_cmd(model, steps, n, churn, spacing, seed, device, out
     from ..distributional.experiments import draw_samples, save_samples
     from ..io import load
 
+    out = claim_out(out)
     m = load(model, device=device)
     z = draw_samples(m, n, steps, churn, torch_generator(seed), spacing)  # a CPU generator: same samples on any device
     for path in save_samples(m, z, out):

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from . import main
-from ._common import DIVERGENCES, csv, model_arg, resolve_model
+from ._common import DIVERGENCES, claim_out, csv, model_arg, overwrite_option, resolve_model
 
 
 def echo_guidance(results: dict) -> None:
@@ -21,7 +21,7 @@ def echo_guidance(results: dict) -> None:
 
 @main.command("guide")
 @model_arg
-@click.option("--q", "qs", default="0.3,0.4,0.5,0.6,0.7", callback=csv(float),
+@click.option("--q", "qs", default="0.3,0.4,0.5,0.6,0.7", callback=csv(float, 0, 1),
               help="log-density quantiles (higher q = higher log p, for prior and density guidance alike)")
 @click.option("--n", "n", type=int, default=32, help="samples per q (the same latents for every q)")
 @click.option("--steps", type=int, default=64, help="Euler steps of the guided samplers")
@@ -32,6 +32,7 @@ def echo_guidance(results: dict) -> None:
               help="divergence of the log-p evaluation")
 @click.option("--seed", type=int, default=0)
 @click.option("--out", type=click.Path(), default="guide_out", help="output folder")
+@overwrite_option
 @click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
 def guide_cmd(model, model_opt, device, qs, n, steps, noise, eval_steps, divergence, seed, out):
     """q sweep of density guidance beside prior guidance (and optionally stochastic density guidance) on MODEL:
@@ -45,6 +46,7 @@ def guide_cmd(model, model_opt, device, qs, n, steps, noise, eval_steps, diverge
     from ..io import load
     from ._common import torch_generator
 
+    out = claim_out(out)
     m = load(resolve_model(model, model_opt), device=device)
     g = torch_generator(seed, device)
     res = guidance_sweep(m, prior_latents(m, n, g), qs, steps=steps, noise=None if noise == "none" else noise,

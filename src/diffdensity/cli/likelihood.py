@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from . import main
-from ._common import DIVERGENCES, is_adaptive, model_arg, resolve_model, solver_option, torch_generator
+from ._common import (DIVERGENCES, check_launch, is_adaptive, model_arg, overwrite_option, overwriting, resolve_model, solver_option,
+                      torch_generator)
 
 
 @main.command("log-prob")
@@ -23,6 +24,7 @@ from ._common import DIVERGENCES, is_adaptive, model_arg, resolve_model, solver_
               help="log p at the schedule's λ_max, or the data's own density with both ends closed (math.md §1.1b)")
 @click.option("--seed", type=int, default=0)
 @click.option("--out", type=click.Path(), default="log_prob.json")
+@overwrite_option
 @click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
 def log_prob_cmd(model, model_opt, device, data, split, n, bpd, divergence, solver, steps, repeats, density, seed,
                  out):
@@ -30,11 +32,12 @@ def log_prob_cmd(model, model_opt, device, data, split, n, bpd, divergence, solv
 
     Example: diffdensity log-prob --model toy2d-moons --data samples/samples.npz --n 64
     """
-    from .._io_utils import write_json
+    from .._io_utils import output_file, write_json
     from ..evaluate import data_log_prob
     from ..io import load
 
     model = resolve_model(model, model_opt)
+    out = output_file(out, overwriting(), inputs=[data, model])
     m = load(model, device=device)
     values, kind = data_log_prob(m, data, split, n, bpd, repeats, divergence=divergence, solver=solver, steps=steps,
                                  generator=torch_generator(seed), density=density)
@@ -61,7 +64,9 @@ def log_prob_cmd(model, model_opt, device, data, split, n, bpd, divergence, solv
 @click.option("--rtol", type=float, default=1e-5)
 @click.option("--atol", type=float, default=1e-5)
 @click.option("--seed", type=int, default=0)
-@click.option("--out", type=click.Path(), default="likelihood_out", help="result folder (resumed if it exists)")
+@click.option("--out", type=click.Path(), default="likelihood_out", help="result folder (resumed if it holds this "
+              "evaluation; --overwrite starts it afresh)")
+@overwrite_option
 @click.option("--device", default=None, help="cpu | cuda | cuda:N (default: the process's device under accelerate, "
               "else cpu)")
 @click.option("--autocast", type=click.Choice(["no", "bf16", "fp16"]), default="no",
@@ -73,24 +78,25 @@ def likelihood_cmd(model, model_opt, data, split, scheduler, limit, batch_size, 
     """Bits/dim of a whole data set under MODEL (a shipped name, a saved run, or a diffusers folder); writes
     OUT/per_example.npz and OUT/summary.json and resumes an interrupted run.
 
-    Several GPUs / processes: `accelerate launch [--num_processes N] -m diffdensity.cli likelihood ...`.
+    Several GPUs / processes: `accelerate launch --multi_gpu --num_processes N -m diffdensity.cli likelihood ...`.
     Example: diffdensity likelihood --model digits8 --n 64 --out lik
     """
     from ..data.loading import likelihood_data, load_model
-    from ..evaluate import evaluate_bits_per_dim
+    from ..evaluate import clear_evaluation, evaluate_bits_per_dim, evaluation_folder
 
     model = resolve_model(model, model_opt)
-    try:
+    check_launch()
+    with evaluation_folder(out, overwriting(), inputs=[data, scheduler, model]) as out_dir:
+        if overwriting():
+            clear_evaluation(out_dir)
         m = load_model(model, scheduler, None if autocast == "no" else autocast, device)
         x, data_levels = likelihood_data(data, m, split, image_size)
         if steps is None and not is_adaptive(solver):
             steps = 1024
         res = evaluate_bits_per_dim(m, x, batch_size=batch_size, levels=levels or data_levels or 256, repeats=repeats,
-                                    out=out, seed=seed, solver=solver, steps=steps, divergence=divergence,
+                                    out=out_dir, seed=seed, solver=solver, steps=steps, divergence=divergence,
                                     n_probes=n_probes, rtol=rtol, atol=atol, limit=limit, device=device,
-                                    model_name=model, progress=progress)
-    except (ValueError, TypeError, ImportError) as e:
-        raise click.ClickException(str(e)) from None
+                                    model_name=model, progress=progress, identity={"data": data, "split": split, "autocast": autocast})
     from accelerate import PartialState
 
     if PartialState().is_main_process:

@@ -6,7 +6,7 @@ import json
 import click
 
 from . import main
-from ._common import DIVERGENCES, default_steps, fresh_out, method_choice, model_arg, resolve_model, solver_option
+from ._common import DIVERGENCES, default_steps, method_choice, model_arg, resolve_model, solver_option
 
 # sampler option -> the click parameter holding it
 _OPTION_PARAMS = {"track_logp": "track", "tracker": "tracker", "solver": "solver", "divergence": "divergence",
@@ -62,6 +62,7 @@ def sample_cmd(ctx, model, model_opt, method, sampler, n, steps, divergence, see
 
     Example: diffdensity sample --model digits8 --method hd --threshold 4 --n 16 --out hd_samples
     """
+    from .._io_utils import output_folder
     from ..data.loading import prior_latents
     from ..io import load
     from ..sample_files import write_sample_files
@@ -71,10 +72,10 @@ def sample_cmd(ctx, model, model_opt, method, sampler, n, steps, divergence, see
     model = resolve_model(model, model_opt)
     method = method or sampler or "sde"
     steps = steps or default_steps(method)
-    out = fresh_out(out, overwrite)
     options = sampler_options(ctx, method)
-    m = load(model, device=device)
-    g = torch_generator(seed, device)
-    smp = sample(m, prior_latents(m, n, g), method, steps, g, progress=None, **options)
-    summary = _summary(model, method, steps, n, smp.nfe, seed, device, divergence, options)
-    click.echo(json.dumps(write_sample_files(m, smp, out, summary), indent=2))
+    with output_folder(out, overwrite) as out:  # claimed (locked) until the files are written
+        m = load(model, device=device)
+        g = torch_generator(seed, device)
+        smp = sample(m, prior_latents(m, n, g), method, steps, g, progress=None, **options)
+        summary = _summary(model, method, steps, n, smp.nfe, seed, device, divergence, options)
+        click.echo(json.dumps(write_sample_files(m, smp, out, summary), indent=2))

@@ -155,14 +155,13 @@ def train_sweep(base: dict, betas, interactions, root) -> dict:
 
 def save_samples(model, z: Tensor, out) -> list[Path]:
     """OUT/samples.npz (model space ``z``, data units ``x``) and, for a model of a known data set, OUT/samples.png."""
-    import numpy as np
-
+    from .._io_utils import write_npz
     from ..data import load_dataset
     from ..training.visual import save_samples_png
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "samples.npz", z=z.numpy(), x=model.transform.inverse(z).numpy())
+    write_npz(out / "samples.npz", z=z.numpy(), x=model.transform.inverse(z).numpy())
     name = (getattr(model, "config", {}) or {}).get("dataset")
     written = [out / "samples.npz"]
     if name and save_samples_png(load_dataset(name), z, out / "samples.png"):

@@ -10,113 +10,23 @@
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
-import socket
-import uuid
 from pathlib import Path
 
+from .._io_utils import LOCK_NAME, FolderLock, _start_time  # noqa: F401 - _start_time: used by tests
 from ..io import CONFIG_NAME, WEIGHTS_NAME, atomic_write, clean_temp_files
 from .checkpoint import CHECKPOINT_NAME
 
 __all__ = ["RunLock", "prepare_run_folder", "truncate_log", "LOCK_NAME", "LOG_NAME"]
 
-LOCK_NAME = ".lock"
 LOG_NAME = "log.jsonl"
 _RUN_MARKERS = (CHECKPOINT_NAME, LOG_NAME, WEIGHTS_NAME)
 
 
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (tells a live owner from a new process that reused its pid)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+class RunLock(FolderLock):
+    """An exclusive lock on a run folder (see :class:`diffdensity._io_utils.FolderLock`)."""
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-_HELD: set[str] = set()  # tokens of the locks this process holds (tells its own live locks from stale ones)
-
-
-@contextlib.contextmanager
-def _folder_mutex(folder: Path):
-    """``flock`` on the folder itself: checking, taking over and creating ``.lock`` happen inside one kernel-held
-    critical section (released by the kernel if the holder dies), so two processes never both take a stale lock."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock
-
-
-class RunLock:
-    """An exclusive lock on a run folder: ``.lock`` (created with O_EXCL, holding the owner's pid, host, start
-    time and a token) checked and taken over only under :func:`_folder_mutex`; stale locks are taken over."""
-
-    def __init__(self, folder):
-        self.path = Path(folder) / LOCK_NAME
-        self.held = False
-        self.token = uuid.uuid4().hex
-
-    def _owner(self) -> dict:
-        return {"pid": os.getpid(), "host": socket.gethostname(), "start": _start_time(os.getpid()),
-                "token": self.token}
-
-    def _live_owner(self) -> dict | None:
-        """The lock's owner if it still runs; None for a stale (or unreadable, half-written) lock."""
-        try:
-            owner = json.loads(self.path.read_text())
-            pid = int(owner["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        if owner.get("host") != socket.gethostname():
-            return owner  # cannot check another machine's processes: assume it runs
-        if pid == os.getpid():
-            return owner if owner.get("token") in _HELD else None
-        same = owner.get("start") is None or owner.get("start") == _start_time(pid)
-        return owner if _alive(pid) and same else None
-
-    def acquire(self) -> None:
-        """Take the lock or raise ValueError naming the running owner."""
-        with _folder_mutex(self.path.parent):
-            owner = self._live_owner()
-            if owner is not None:
-                raise ValueError(
-                    f"{self.path.parent} is in use by another trainer (pid {owner['pid']} on {owner['host']}); "
-                    f"wait for it to finish, or remove {self.path} if no trainer runs there.")
-            self.path.unlink(missing_ok=True)  # stale: its owner is gone
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o666)
-            with os.fdopen(fd, "w") as f:
-                json.dump(self._owner(), f)
-            _HELD.add(self.token)
-            self.held = True
-
-    def release(self) -> None:
-        """Remove ``.lock`` if it is still this lock's."""
-        if not self.held:
-            return
-        with _folder_mutex(self.path.parent):
-            try:
-                mine = json.loads(self.path.read_text()).get("token") == self.token
-            except (OSError, ValueError, AttributeError):
-                mine = False
-            if mine:
-                self.path.unlink(missing_ok=True)
-        _HELD.discard(self.token)
-        self.held = False
+    who = "trainer"
 
 
 def _run_files(out: Path) -> list[Path]:
