@@ -29,8 +29,10 @@ class _Group(click.Group):
 
 
 def _one_line(e: BaseException) -> str:
+    from .._io_utils import DiskFullError
+
     msg = " ".join(str(e).split()) or "(no message)"
-    if isinstance(e, (ValueError, TypeError)):
+    if isinstance(e, (ValueError, TypeError, DiskFullError)):
         return msg
     return f"{type(e).__name__}: {msg} (run with --debug for the traceback)"
 
