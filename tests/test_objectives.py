@@ -189,3 +189,13 @@ def test_the_package_has_no_module_level_import_cycle():
 def test_the_cycle_finder_finds_one():
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_a_saved_config_without_objective_is_read_as_denoising(tmp_path):
+    """Run configs written before there were two objectives do not name one: they trained the denoising objective."""
+    from diffdensity.training.checkpoint import load_checkpoint, save_checkpoint
+
+    old = TrainConfig(steps=1, out="x").to_dict()
+    del old["objective"]
+    save_checkpoint(tmp_path / "checkpoint.pt", {"config": old})
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["config"]["objective"] == "denoising"

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .._checks import bcast, flat_sq
+from .._checks import flat_sq
 from .common import get_weighting, low_discrepancy, net_config, net_config_for, schedule_of
 from .importance import ImportanceSampler
 from .protocol import ObjectiveConfig
@@ -62,8 +62,7 @@ def denoising_loss(
     if eps.shape != x0.shape:
         raise ValueError(f"eps has shape {tuple(eps.shape)} but x0 has {tuple(x0.shape)}; they must match.")
     lam = lam.to(x0.dtype)
-    alpha, sigma = model.schedule.alpha_sigma(lam)
-    x = bcast(alpha, x0) * x0 + bcast(sigma, x0) * eps
+    x = model.schedule.noise(x0, eps, lam)
     eps_hat = model.eps(x, lam)
     sq = flat_sq(eps_hat - eps)
     w = get_weighting(weighting)(lam).to(sq.dtype)

@@ -16,7 +16,6 @@ network (ξ is an input it learns to ignore), sampler and budget.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +23,7 @@ from torch import Tensor
 
 from ..distributional.generators import GeneratorMLP, GeneratorModel, GeneratorUNet, build_generator_net
 from ..distributional.scoring import energy_score, kernel_score
+from ..schedules import FlowMatching
 from .common import get_weighting, low_discrepancy, net_config, net_config_for, schedule_of
 from .protocol import ObjectiveConfig
 
@@ -35,10 +35,11 @@ SCORINGS = ("energy", "rbf", "imq")
 
 def sample_lambda(schedule, u: Tensor) -> Tensor:
     """λ for uniforms u ∈ [0, 1): t = t_min + u (t_max − t_min) with t = sigmoid(−λ/2), i.e. t ~ U[ε, 1 − ε]."""
-    t_min = 1.0 / (1.0 + math.exp(0.5 * schedule.lambda_max))
-    t_max = 1.0 / (1.0 + math.exp(0.5 * schedule.lambda_min))
+    fm = FlowMatching()  # its own time t = sigmoid(−λ/2), whatever the schedule
+    t_min, t_max = (float(fm.lam_to_time(torch.tensor(v, dtype=torch.float64)))
+                    for v in (schedule.lambda_max, schedule.lambda_min))
     t = t_min + u.to(torch.float64) * (t_max - t_min)
-    return (2.0 * (torch.log1p(-t) - torch.log(t))).clamp(schedule.lambda_min, schedule.lambda_max)
+    return fm.time_to_lam(t).clamp(schedule.lambda_min, schedule.lambda_max)
 
 
 @dataclass
@@ -121,9 +122,7 @@ class DistributionalObjective:
         eps = shard.randn(x0.shape[1:], x0.dtype)
         m = self.config.population
         xi = shard.randn((m, *net.noise_shape), x0.dtype)
-        alpha, sigma = self.schedule.alpha_sigma(lam)
-        shape = (-1,) + (1,) * (x0.ndim - 1)
-        x_t = alpha.reshape(shape) * x0 + sigma.reshape(shape) * eps
+        x_t = self.schedule.noise(x0, eps, lam)
         preds = self.model(net).sample_population(x_t, lam, m, xi=xi)
         return get_weighting(self.config.weighting)(lam).to(x0.dtype) * self.score(preds, x0)
 
