@@ -16,7 +16,10 @@ import torch
 from diffdensity.models import NetworkModel
 from diffdensity.nets import MLP, unet_preset
 from diffdensity.schedules import VP
-from diffdensity.training import EMA, ImportanceSampler, denoising_loss, low_discrepancy
+from diffdensity.objectives.common import low_discrepancy
+from diffdensity.objectives.denoising import denoising_loss
+from diffdensity.objectives.importance import ImportanceSampler
+from diffdensity.training import EMA
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import save  # noqa: E402

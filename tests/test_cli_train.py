@@ -206,3 +206,17 @@ def test_wrong_invocations_print_one_line_and_no_traceback(tmp_path, args):
     assert r.exit_code != 0 and "Traceback" not in r.output and len(errors) == 1, r.output
     if r.exit_code == 1:  # a library error (2 is click's usage error, which adds its usage lines)
         assert r.output.count("\n") == 1, r.output
+
+
+def test_train_help_shows_the_chosen_objectives_options_only():
+    """Issue 20: `train --help` lists the denoising objective's options; `--objective distributional --help` that
+    objective's (each objective's own config names them: objectives.OBJECTIVES)."""
+    from click.testing import CliRunner
+
+    from diffdensity.cli import main
+
+    den = CliRunner().invoke(main, ["train", "--help"]).output
+    dis = CliRunner().invoke(main, ["train", "--objective", "distributional", "--help"]).output
+    assert "--is-bins" in den and "--parametrization" in den and "--population" not in den
+    assert "--population" in dis and "--scoring" in dis and "--is-bins" not in dis and "--parametrization" not in dis
+    assert "--steps" in den and "--steps" in dis  # the run's own options stay

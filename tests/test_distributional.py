@@ -10,7 +10,7 @@ import diffdensity as dd
 from diffdensity.distributional import (GeneratorMLP, GeneratorModel, GeneratorUNet, MeanGenerator, OracleGenerator,
                                         bridge, energy_distance, energy_score, kernel_score, median_bandwidth, mmd2,
                                         sample_distributional, time_grid)
-from diffdensity.distributional.objective import paper_config, sample_lambda
+from diffdensity.objectives.distributional import paper_config, sample_lambda
 
 from conftest import make_mixture
 

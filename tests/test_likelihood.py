@@ -171,7 +171,7 @@ def test_log_prob_density_data_reaches_the_data_on_default_flow_matching():
     assert (dd.log_prob(m, x, divergence="exact") - data).abs().mean() > 0.05  # the range gap that is closed
     a = float(s.alpha_sigma(torch.tensor(s.lambda_max, dtype=torch.float64))[0])
     solve = integrate_ode(m, PFODE(s), a * x, s.lambda_max, s.lambda_min, track=True, solver="dopri5",
-                          divergence="exact", time="natural")
+                          divergence="exact", time="natural", control="example")  # log_prob's default control
     assert nfe == solve.nfe
     per_example = dd.log_prob(m, x, divergence="exact", density="data", control="example")
     assert (per_example - data).abs().mean() < 0.01

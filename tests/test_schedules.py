@@ -133,3 +133,16 @@ def test_grid_kinds(schedule, kind):
         assert torch.allclose(sig[1:] - sig[:-1], (sig[1] - sig[0]).expand(10), rtol=1e-8)
     with pytest.raises(ValueError, match="grid"):
         schedule.grid(10, kind="cosine")
+
+
+def test_noise_and_denoise_are_the_forward_kernel_and_its_inverse(schedule):
+    """x_λ = α x₀ + σ ε and x̂₀ = (x − σ ε)/α, λ one per sample or one for all (math.md §0.1)."""
+    g = torch.Generator().manual_seed(0)
+    x0, eps = (torch.randn(5, 3, 2, generator=g, dtype=torch.float64) for _ in range(2))
+    lam = torch.linspace(schedule.lambda_min + 1, schedule.lambda_max - 1, 5, dtype=torch.float64)
+    a, s = schedule.alpha_sigma(lam)
+    x = schedule.noise(x0, eps, lam)
+    assert torch.equal(x, a[:, None, None] * x0 + s[:, None, None] * eps)
+    assert torch.allclose(schedule.denoise(x, eps, lam), x0, atol=1e-9)
+    a1, s1 = schedule.alpha_sigma(torch.tensor(0.5, dtype=torch.float64))
+    assert torch.equal(schedule.noise(x0, eps, 0.5), a1 * x0 + s1 * eps)

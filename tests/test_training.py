@@ -16,16 +16,10 @@ from torch import nn
 from diffdensity.models import PARAMETRIZATIONS, NetworkModel, targets_from_eps
 from diffdensity.nets import MLP
 from diffdensity.schedules import VE, VP, FlowMatching
-from diffdensity.training import (
-    EMA,
-    ImportanceSampler,
-    TrainConfig,
-    UniformLambda,
-    denoising_loss,
-    get_weighting,
-    low_discrepancy,
-    train,
-)
+from diffdensity.objectives.common import get_weighting, low_discrepancy
+from diffdensity.objectives.denoising import UniformLambda, denoising_loss
+from diffdensity.objectives.importance import ImportanceSampler
+from diffdensity.training import EMA, TrainConfig, train
 from diffdensity.training.trainer import CHECKPOINT_NAME, load_checkpoint
 
 torch.set_num_threads(1)

@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ._checks import batch_lam, bcast, check_count
-from .models import TO_EPS
+from ._checks import batch_lam, check_count
+from .models import score_from_prediction
 from .schedules import VE, VP, FlowMatching, Schedule
 
 __all__ = ["from_diffusers", "from_denoiser", "DiffusersModel", "DenoiserModel", "Guided", "warn_if_guided",
@@ -243,17 +243,16 @@ class _ForeignNetModel(nn.Module):
         return out.to(x.dtype)
 
     def score(self, x: Tensor, lam) -> Tensor:
-        """∇_x log p_λ(x) from the network's prediction (models.TO_EPS), guided if ``guidance_scale`` is set."""
+        """∇_x log p_λ(x) from the network's prediction (models.score_from_prediction), guided if ``guidance_scale``
+        is set."""
         lam_b = batch_lam(lam, x)
         self._check_range(lam_b)
-        a, s = self.schedule.alpha_sigma(lam_b)
-        a, s = bcast(a, x), bcast(s, x)
-        to_eps = TO_EPS[self.parametrization]
+        a, s = self.schedule.coefficients(lam_b, x)
         p = self._predict(x, lam_b, self.condition)
         if self.guided:  # linear in the prediction, so guiding predictions = guiding ε̂ = guiding scores
             w = self.guidance_scale
             p = (1 + w) * p - w * self._predict(x, lam_b, self.uncondition)
-        return -to_eps(p, x, a, s) / s
+        return score_from_prediction(self.parametrization, p, x, a, s)
 
     def forward(self, x: Tensor, lam) -> Tensor:
         return self.score(x, lam)
@@ -282,8 +281,8 @@ class DiffusersModel(_ForeignNetModel):
             pred = pred or "flow_prediction"
             sig = torch.as_tensor(scheduler.sigmas, dtype=torch.float64)
             sig = sig[(sig > 0) & (sig < 1)]
-            lam_of = lambda s: 2.0 * math.log((1.0 - s) / s)  # noqa: E731 - σ = sigmoid(−λ/2)
-            trained = (lam_of(float(sig.max())), lam_of(float(sig.min())))
+            to_lam = FlowMatching().time_to_lam  # its time t = σ = sigmoid(−λ/2)
+            trained = (float(to_lam(sig.max())), float(to_lam(sig.min())))
             schedule_cls = FlowMatching
         else:
             raise ValueError(f"scheduler {type(scheduler).__name__} is not supported: need a discrete-time scheduler "
@@ -308,7 +307,7 @@ class DiffusersModel(_ForeignNetModel):
     def timestep(self, lam_b: Tensor) -> Tensor:
         """The (fractional) timestep the network is told at λ (module docstring), float64."""
         if self.kind == "flow":
-            return self.num_train_timesteps * torch.sigmoid(-0.5 * lam_b.to(torch.float64))
+            return self.num_train_timesteps * self.schedule.lam_to_time(lam_b.to(torch.float64))  # T·σ
         return timestep_from_lambda(lam_b, self.lam_table)
 
     def timestep_grid(self, steps: int) -> Tensor:
@@ -427,8 +426,8 @@ class DenoiserModel(_ForeignNetModel):
                           uncondition, guidance_scale, autocast)
 
     def timestep(self, lam_b: Tensor) -> Tensor:
-        """σ(λ) = exp(−λ/2), the denoiser's own noise level."""
-        return torch.exp(-0.5 * lam_b.to(torch.float64))
+        """σ(λ) = exp(−λ/2), the denoiser's own noise level (VE's own time)."""
+        return self.schedule.lam_to_time(lam_b.to(torch.float64))
 
     def _call(self, x: Tensor, sigma: Tensor, cond) -> Tensor:
         kw = {} if cond is None else (dict(cond) if isinstance(cond, dict) else {"class_labels": cond})

@@ -27,9 +27,12 @@ _PRIORS = ("model", "gaussian")
 
 
 def _pf_drift_fn(model, lam, x: Tensor):
-    sch = model.schedule
-    f, g2 = at(sch.f, lam, x), at(sch.g2, lam, x)
-    return lambda y: f * y + 0.5 * g2 * model.score(y, lam)
+    """y ↦ u(y) = f y + ½ g2 s(y) at λ: the dynamics' PF-ODE drift (math.md §0.1) as a function for the JVPs."""
+    from .dynamics import PFODE
+    from .evaluation import Eval
+
+    pf = PFODE(model.schedule)
+    return lambda y: pf.pf_drift(Eval(lam, y, model.score(y, lam)))
 
 
 class _TangentField:

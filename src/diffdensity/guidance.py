@@ -242,7 +242,7 @@ def sample_density_guided(model, x_T: Tensor, q: float, steps: int = 64, *, solv
 
     def run(qq, full):
         track = track_logp and full
-        div = Divergence(divergence, n_probes=n_probes, generator=generator) if track else None
+        div = Divergence(divergence, n_probes=n_probes, generator=generator, fixed=False) if track else None
         return integrate_ode(model, DensityGuidedODE(sch, qq, D, check), x0, sch.lambda_min, sch.lambda_max,
                              track=track, logp0=_prior_logp(sch, x0, track, prior), solver=solver, steps=steps,
                              divergence=div, callback=callback if full else None,

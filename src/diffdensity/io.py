@@ -10,7 +10,7 @@
      "dataset": "digits", "training": {...}, ...}   # free metadata (save(..., **meta))
 
 A generator model (distributional diffusion, :mod:`diffdensity.distributional`) has ``"kind": "generator"`` and
-no ``parametrization``; its ``net`` is a generator network config.
+no ``parametrization``; its ``net`` is a generator network config. Each kind is one row of :data:`MODEL_KINDS`.
 
 ``model.safetensors`` holds the network's ``state_dict`` (the EMA weights for trained runs). Loading is strict:
 missing or unexpected keys, wrong shapes, truncated files, bad JSON or unknown schedules raise a ValueError that
@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -30,7 +32,7 @@ from ._io_utils import atomic_write, clean_temp_files, write_json as _write_json
 from .models import PARAMETRIZATIONS, NetworkModel
 
 __all__ = ["save", "load", "list_models", "PRETRAINED_DIR", "CONFIG_NAME", "WEIGHTS_NAME", "atomic_write",
-           "clean_temp_files"]
+           "clean_temp_files", "MODEL_KINDS"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -39,6 +41,57 @@ FORMAT_VERSION = 1
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 _RESERVED = ("format", "version", "schedule", "parametrization", "net", "transform", "kind")
 GENERATOR_KIND = "generator"
+
+
+# ------------------------------------------------------------------------------------------------ model kinds
+@dataclass(frozen=True)
+class ModelKind:
+    """One kind of model folder: which models it saves, the config entries that describe one (``describe``,
+    ``required``, ``check``) and how its network and model are rebuilt (``build_net``, ``build``)."""
+
+    accepts: Callable[[object], bool]
+    describe: Callable[[object], dict]
+    required: tuple
+    check: Callable[[dict], str | None]  # a problem with the kind's own entries, or None
+    build_net: Callable[[dict], nn.Module]
+    build: Callable  # (net, schedule, cfg, transform) -> model
+
+
+def _score_net(config: dict) -> nn.Module:
+    from .nets import build_net
+
+    return build_net(config)
+
+
+def _check_parametrization(cfg: dict) -> str | None:
+    p = cfg["parametrization"]
+    return None if p in PARAMETRIZATIONS else f"unknown parametrization {p!r}; expected one of {PARAMETRIZATIONS}"
+
+
+def _is_generator(model) -> bool:
+    return getattr(model, "model_kind", None) == GENERATOR_KIND and isinstance(model, nn.Module)
+
+
+def _generator_net(config: dict) -> nn.Module:
+    from .distributional.generators import build_generator_net
+
+    return build_generator_net(config)
+
+
+def _generator_model(net, schedule, cfg, transform):
+    from .distributional.generators import GeneratorModel
+
+    return GeneratorModel(net, schedule, transform=transform)
+
+
+# config "kind" -> ModelKind; None (no "kind" key): a score network, the format's first kind
+MODEL_KINDS = {
+    None: ModelKind(lambda m: isinstance(m, NetworkModel), lambda m: {"parametrization": m.parametrization},
+                    ("parametrization",), _check_parametrization, _score_net,
+                    lambda net, sch, cfg, tr: NetworkModel(net, sch, cfg["parametrization"], transform=tr)),
+    GENERATOR_KIND: ModelKind(_is_generator, lambda m: {"kind": GENERATOR_KIND}, (), lambda cfg: None,
+                              _generator_net, _generator_model),
+}
 
 
 # ------------------------------------------------------------------------------------------------ save
@@ -50,8 +103,8 @@ def save(model: NetworkModel, path, weights: dict | None = None, **meta) -> Path
     """
     from safetensors.torch import save_file
 
-    generator = getattr(model, "model_kind", None) == GENERATOR_KIND and isinstance(model, nn.Module)
-    if not isinstance(model, NetworkModel) and not generator:
+    kind = next((k for k in MODEL_KINDS.values() if k.accepts(model)), None)
+    if kind is None:
         raise ValueError(f"save() needs a diffdensity NetworkModel or GeneratorModel, got {type(model).__name__}.")
     net_config = getattr(model.net, "config", None)
     if not isinstance(net_config, dict) or "type" not in net_config:
@@ -74,7 +127,7 @@ def save(model: NetworkModel, path, weights: dict | None = None, **meta) -> Path
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "schedule": model.schedule.config(),
-        **({"kind": GENERATOR_KIND} if generator else {"parametrization": model.parametrization}),
+        **kind.describe(model),
         "net": net_config,
         "transform": transform.to_config() if transform is not None else None,
         **meta,
@@ -86,6 +139,14 @@ def save(model: NetworkModel, path, weights: dict | None = None, **meta) -> Path
     atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     _write_json(path / CONFIG_NAME, config)
     return path
+
+
+def _config_kind(cfg: dict, source) -> ModelKind:
+    """The :class:`ModelKind` a config names (ValueError naming ``source`` for an unknown one)."""
+    name = cfg.get("kind")
+    if not isinstance(name, (str, type(None))) or name not in MODEL_KINDS:
+        raise ValueError(f"{source}: unknown model kind {name!r} (expected none or {GENERATOR_KIND!r}).")
+    return MODEL_KINDS[name]
 
 
 # ------------------------------------------------------------------------------------------------ load
@@ -132,16 +193,13 @@ def read_config(folder) -> dict:
         raise ValueError(f"{cfg_path}: not a diffdensity model config (format={cfg.get('format')!r}, expected {FORMAT!r}).")
     if cfg.get("version") != FORMAT_VERSION:
         raise ValueError(f"{cfg_path}: config version {cfg.get('version')!r} is not supported (expected {FORMAT_VERSION}).")
-    generator = cfg.get("kind") == GENERATOR_KIND
-    if cfg.get("kind") not in (None, GENERATOR_KIND):
-        raise ValueError(f"{cfg_path}: unknown model kind {cfg.get('kind')!r} (expected none or {GENERATOR_KIND!r}).")
-    missing = [k for k in ("schedule", "net") + (() if generator else ("parametrization",)) if k not in cfg]
+    kind = _config_kind(cfg, cfg_path)
+    missing = [k for k in ("schedule", "net") + kind.required if k not in cfg]
     if missing:
         raise ValueError(f"{cfg_path}: missing keys {missing}.")
-    if not generator and cfg["parametrization"] not in PARAMETRIZATIONS:
-        raise ValueError(
-            f"{cfg_path}: unknown parametrization {cfg['parametrization']!r}; expected one of {PARAMETRIZATIONS}."
-        )
+    problem = kind.check(cfg)
+    if problem:
+        raise ValueError(f"{cfg_path}: {problem}.")
     return cfg
 
 
@@ -174,20 +232,16 @@ def build_model(cfg: dict, source="config") -> NetworkModel:
     """A freshly initialised NetworkModel — or GeneratorModel for ``"kind": "generator"`` — (with transform) from a
     config dict."""
     from .data.transforms import Transform
-    from .nets import build_net
-
-    if cfg.get("kind") == GENERATOR_KIND:
-        from .distributional.generators import GeneratorModel, build_generator_net
-
-        build_net = build_generator_net  # noqa: F811 - a generator's net config names a generator network
     from .schedules import schedule_from_config
+
+    kind = _config_kind(cfg, source)
 
     try:
         schedule = schedule_from_config(cfg["schedule"])
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{source}: bad schedule {cfg.get('schedule')!r} ({e}).") from None
     try:
-        net = build_net(cfg["net"])
+        net = kind.build_net(cfg["net"])
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{source}: cannot build the network from {cfg.get('net')!r} ({e}).") from None
     transform = None
@@ -196,9 +250,7 @@ def build_model(cfg: dict, source="config") -> NetworkModel:
             transform = Transform.from_config(cfg["transform"])
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{source}: bad data transform {cfg.get('transform')!r} ({e}).") from None
-    if cfg.get("kind") == GENERATOR_KIND:
-        return GeneratorModel(net, schedule, transform=transform)
-    return NetworkModel(net, schedule, cfg["parametrization"], transform=transform)
+    return kind.build(net, schedule, cfg, transform)
 
 
 def _check_device(device):

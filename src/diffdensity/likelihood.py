@@ -15,7 +15,7 @@ from .quadrature import DEFAULT_NODES, ExampleStreams, log_density_quadrature
 from .solvers import resolve
 from .tracking import _same_lam
 
-__all__ = ["log_prob", "bits_per_dim", "ode_sde_gap", "data_end", "prior_end", "DEQUANTIZE", "DENSITIES"]
+__all__ = ["log_prob", "stderr_available", "bits_per_dim", "ode_sde_gap", "data_end", "prior_end", "DEQUANTIZE", "DENSITIES"]
 
 DEQUANTIZE = ("uniform", "none")
 DENSITIES = ("lambda_max", "data")
@@ -63,6 +63,12 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "do
     lp, se, nfe = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), sum(p[2] for p in parts))
     out = (lp,) + ((se,) if return_stderr else ()) + ((nfe,) if return_nfe else ())
     return out[0] if len(out) == 1 else out
+
+
+def stderr_available(divergence: str = "hutchinson", solver="dopri5", nodes: int | None = None, **_) -> bool:
+    """Whether ``log_prob`` with these settings reports standard errors (the quadrature scheme, or the exact
+    divergence whose standard error is 0)."""
+    return _scheme(divergence, resolve(solver), nodes, None, False) in ("exact", "quadrature")
 
 
 def _scheme(divergence, solver, nodes, precision, return_stderr) -> str:

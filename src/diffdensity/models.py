@@ -22,10 +22,10 @@ from typing import Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
-from ._checks import batch_lam, bcast
+from ._checks import batch_lam
 from .schedules import Schedule
 
-__all__ = ["Model", "NetworkModel", "PARAMETRIZATIONS", "targets_from_eps", "CountingModel"]
+__all__ = ["Model", "NetworkModel", "PARAMETRIZATIONS", "targets_from_eps", "score_from_prediction", "CountingModel"]
 
 
 @runtime_checkable
@@ -59,6 +59,11 @@ def _eps_from_flow(p, x, a, s):
 
 TO_EPS = {"eps": _eps_from_eps, "x0": _eps_from_x0, "v": _eps_from_v, "score": _eps_from_score, "flow": _eps_from_flow}
 PARAMETRIZATIONS = tuple(TO_EPS)
+
+
+def score_from_prediction(parametrization: str, p: Tensor, x: Tensor, a: Tensor, s: Tensor) -> Tensor:
+    """s = −ε̂/σ with ε̂ = :data:`TO_EPS` of the prediction p at x (α, σ broadcastable; math.md §0.1)."""
+    return -TO_EPS[parametrization](p, x, a, s) / s
 
 
 def targets_from_eps(eps: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor) -> dict[str, Tensor]:
@@ -109,8 +114,7 @@ class NetworkModel(nn.Module):
                              "(resize or crop the input to the model's size).")
         self.schedule.check_lam(lam)
         lam_b = batch_lam(lam, x)
-        a, s = self.schedule.alpha_sigma(lam_b)
-        return lam_b, bcast(a, x), bcast(s, x)
+        return (lam_b, *self.schedule.coefficients(lam_b, x))
 
     def _predict(self, x: Tensor, lam_b: Tensor) -> Tensor:
         out = self.net(x, lam_b)
@@ -132,7 +136,7 @@ class NetworkModel(nn.Module):
             warnings.warn("the network is in train mode (dropout/normalisation statistics active): scores and "
                           "log-densities are random; call model.eval() first.", UserWarning, stacklevel=2)
         lam_b, a, s = self._alpha_sigma(x, lam)
-        return -TO_EPS[self.parametrization](self._predict(x, lam_b), x, a, s) / s
+        return score_from_prediction(self.parametrization, self._predict(x, lam_b), x, a, s)
 
     def forward(self, x: Tensor, lam) -> Tensor:
         return self.score(x, lam)

@@ -253,8 +253,8 @@ class DiffusedMixture:
     def sample(self, n: int, lam, generator: torch.Generator | None = None) -> Tensor:
         """n samples of p_λ (x = α x₀ + σ ε)."""
         x0 = self.mixture.sample(n, generator)
-        a, s = self.schedule.alpha_sigma(torch.as_tensor(float(lam), dtype=x0.dtype))
-        return a * x0 + s * draw("normal", x0.shape, generator, dtype=x0.dtype, device=x0.device)
+        eps = draw("normal", x0.shape, generator, dtype=x0.dtype, device=x0.device)
+        return self.schedule.noise(x0, eps, float(lam))
 
     def posterior(self, x: Tensor, lam) -> "MixturePosterior":
         """The exact p(x₀ | x_λ = x): per sample a mixture with components N(m'_k, v'_k) (math.md §0.4)."""

@@ -36,8 +36,10 @@ def sample_ode(model, x_T: Tensor, steps: int | None = None, solver: str = "eule
     fixed-step and adaptive solvers."""
     prepare(model, x_T)
     sch = model.schedule
-    div = Divergence(divergence, n_probes=n_probes, generator=generator) if track_logp else None
     solver = resolve(solver, strict=False, rtol=rtol, atol=atol, time=time)
+    # fresh probes at every evaluation on a fixed grid (their errors average over the steps, math.md §I.4); an
+    # adaptive solver's error control needs the probe held
+    div = Divergence(divergence, n_probes=n_probes, generator=generator, fixed=solver.adaptive) if track_logp else None
     if steps is None and (grid is None or isinstance(grid, str)) and not solver.adaptive:
         steps = 256
     return integrate_ode(model, PFODE(sch), x_T, sch.lambda_min, sch.lambda_max, track=track_logp,
@@ -134,8 +136,8 @@ def sample_hd(model, x_T: Tensor, threshold, steps: int = 1024, first: str = "od
     sch = model.schedule
     lam_thr = threshold_to_lam(sch, threshold, threshold_kind)
     n1, n2 = split_steps(sch, lam_thr, steps, reference_split)
-    div = Divergence(divergence, n_probes=n_probes, generator=generator) if track_logp else None
     adaptive = solver.adaptive
+    div = Divergence(divergence, n_probes=n_probes, generator=generator, fixed=adaptive) if track_logp else None
     x, logp, nfe, last = x_T, _prior_logp(sch, x_T, track_logp, prior), 0, None
     if n1:
         if first == "ode":

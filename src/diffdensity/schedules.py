@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from ._checks import as_lam, check_finite
+from ._checks import as_lam, bcast, check_finite
 from ._rng import draw
 
 __all__ = ["Schedule", "VP", "VE", "FlowMatching", "TimeVariable", "TIMES", "GRIDS"]
@@ -54,6 +54,22 @@ class Schedule:
     def alpha_sigma(self, lam) -> tuple[Tensor, Tensor]:
         """(α(λ), σ(λ)) of the forward kernel N(α x₀, σ² I)."""
         raise NotImplementedError
+
+    # --- the forward kernel and its inverse: every x_λ and every x̂₀ of the library -----------------
+    def coefficients(self, lam, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(α(λ), σ(λ)) in x's dtype and device, broadcastable against x (λ a number, 0-d or one per sample)."""
+        a, s = self.alpha_sigma(torch.as_tensor(lam, dtype=x.dtype, device=x.device))
+        return bcast(a, x), bcast(s, x)
+
+    def noise(self, x0: Tensor, eps: Tensor, lam) -> Tensor:
+        """x_λ = α(λ) x₀ + σ(λ) ε: a draw of the forward kernel N(α x₀, σ² I) (math.md §0.1)."""
+        a, s = self.coefficients(lam, x0)
+        return a * x0 + s * eps
+
+    def denoise(self, x: Tensor, eps_hat: Tensor, lam) -> Tensor:
+        """x̂₀ = (x − σ(λ) ε̂)/α(λ): the clean estimate of a noise prediction (Tweedie, ε̂ = −σ s; math.md §0.1)."""
+        a, s = self.coefficients(lam, x)
+        return (x - s * eps_hat) / a
 
     # --- derived quantities (closed forms in subclasses are optional) ---------------------------
     def log_alpha(self, lam) -> Tensor:

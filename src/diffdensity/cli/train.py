@@ -33,6 +33,31 @@ class LazyParamsCommand(click.Command):
     def params(self, value):
         self._params = value
 
+    def format_options(self, ctx, formatter):
+        """--help lists the options of the chosen objective only (``--objective NAME --help`` for another's)."""
+        chosen = ctx.meta.get("objective") or next((p.default for p in self.params if p.name == "objective"), None)
+        own = _objective_fields()
+        others = set().union(*own.values()) - own.get(chosen, set())
+        field = {p: f for p, (f, _) in _alias_fields().items()}  # alias options belong to their dict field
+        rows = [r for p in self.get_params(ctx) if field.get(p.name, p.name) not in others
+                for r in [p.get_help_record(ctx)] if r]
+        if rows:
+            with formatter.section(f"Options (objective: {chosen}; `--objective NAME --help` shows another's)"):
+                formatter.write_dl(rows)
+
+
+def _objective_fields() -> dict:
+    """Objective name -> the TrainConfig fields its own config reads (objectives.OBJECTIVES, each ``.Config``)."""
+    from ..objectives import OBJECTIVES
+
+    return {name: {f.name for f in dataclasses.fields(OBJECTIVES.load(name).Config)} for name in OBJECTIVES}
+
+
+def _remember_objective(ctx, param, value):
+    """--objective is parsed first (eager), so that --help after it shows that objective's options."""
+    ctx.meta["objective"] = value
+    return value
+
 
 def _field_default(f):
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
@@ -63,7 +88,8 @@ def _field_options(f, hint) -> list[click.Option]:
             opts.append(click.Option([alias, _alias_param(alias)], type=typ, default=default.get(key), help=text))
         return opts
     if meta.get("choices"):
-        return [click.Option([opt, f.name], type=click.Choice(meta["choices"]), default=default, **kw)]
+        eager = {"is_eager": True, "callback": _remember_objective} if f.name == "objective" else {}
+        return [click.Option([opt, f.name], type=click.Choice(meta["choices"]), default=default, **kw, **eager)]
     if kind is tuple:
         return [click.Option([opt, f.name], type=float, nargs=len(default), default=default, **kw)]
     return [click.Option([opt, f.name], type=kind if kind in (int, float) else str, default=default, **kw)]
@@ -80,7 +106,7 @@ def _generated_options(recipe: bool = False) -> list[click.Option]:
     """One option per TrainConfig field; with ``recipe`` the paper's distributional recipe as defaults."""
     opts = [o for f, hint in _train_fields() for o in _field_options(f, hint)]
     if recipe:
-        from ..distributional.objective import PAPER_RECIPE
+        from ..objectives.distributional import PAPER_RECIPE
 
         for o in opts:
             if o.name in PAPER_RECIPE:

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .._rng import draw
+from ..schedules import FlowMatching
 
 __all__ = ["bridge", "bridge_step", "time_grid", "SPACINGS"]
 
@@ -78,9 +79,10 @@ def time_grid(schedule, steps: int, spacing: str = "t") -> list[tuple[float, flo
         lams = torch.linspace(lo, hi, K + 1, dtype=torch.float64)[:K]
     else:
         # t = σ/(α + σ) = sigmoid(−λ/2) is FlowMatching's time; for other schedules it is a monotone reparametrisation
-        t_K = 1.0 / (1.0 + math.exp(0.5 * lo))
+        fm = FlowMatching()
+        t_K = fm.lam_to_time(torch.tensor(lo, dtype=torch.float64))
         ts = t_K * torch.arange(K, 0, -1, dtype=torch.float64) / K
-        lams = (2.0 * (torch.log1p(-ts) - torch.log(ts))).clamp(lo, hi)
+        lams = fm.time_to_lam(ts).clamp(lo, hi)
     nodes = []
     for lam in lams.tolist():
         a, s = schedule.alpha_sigma(torch.tensor(lam, dtype=torch.float64))

@@ -22,7 +22,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from .._checks import batch_lam, bcast, check_batch
+from .._checks import batch_lam
 from .._rng import draw
 from ..nets.embedding import LambdaEmbedding
 from ..nets.unet import UNet, unet_preset
@@ -181,9 +181,8 @@ class MeanGenerator:
 
     def sample_x0(self, x: Tensor, lam, generator: torch.Generator | None = None) -> Tensor:
         lam_b = batch_lam(lam, x)
-        a, s = self.schedule.alpha_sigma(lam_b)
-        a, s = bcast(a, x), bcast(s, x)
-        return (x + s**2 * self.model.score(x, lam_b)) / a
+        s = self.schedule.coefficients(lam_b, x)[1]
+        return self.schedule.denoise(x, -s * self.model.score(x, lam_b), lam_b)  # ε̂ = −σ s
 
 
 def check_generator(model) -> None:

@@ -10,7 +10,9 @@ Layout (version 2)::
      "elapsed", "last_eval"}
 
 Version 1 (before the objective was pluggable) stored the ε-objective's λ-sampler as ``"sampler"``;
-:func:`load_checkpoint` reads it as ``{"objective": {"sampler": ...}}`` so such runs still resume. Files are
+:func:`load_checkpoint` reads it as ``{"objective": {"sampler": ...}}`` so such runs still resume. A saved config
+names its objective (``"objective"``); one without that key (written before there were two) trained the denoising
+objective and is read as such. Files are
 written atomically (:func:`diffdensity.io.atomic_write`) and read with ``weights_only=True`` (no code runs).
 """
 from __future__ import annotations
@@ -48,6 +50,8 @@ def load_checkpoint(path) -> dict:
     if ckpt["version"] == 1:
         ckpt["objective"] = {"sampler": ckpt.pop("sampler")}
         ckpt["version"] = CHECKPOINT_VERSION
+    if isinstance(ckpt.get("config"), dict):
+        ckpt["config"].setdefault("objective", "denoising")  # the old form: the only objective there was
     return ckpt
 
 

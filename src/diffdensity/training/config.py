@@ -1,16 +1,20 @@
-"""Every training setting in one dataclass, its validation, and the schedule / network it describes.
+"""Every training setting in one dataclass and its validation.
 
+The objective's own options (``parametrization`` … ``kernel_bandwidth``, ``eval_kwargs``) are fields here too, so
+that one flat record describes a run (and a saved run config reads back unchanged); the objective that
+``objective`` names checks and reads its own (``OBJECTIVES.load(name).Config``, :mod:`diffdensity.objectives`).
 Each field carries its command-line help in ``metadata`` (and, where the option is not simply ``--field-name``, its
 option name and kind), so ``diffdensity train``'s options are generated from this class and cannot drift from it.
 """
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["TrainConfig", "STRUCTURAL", "make_schedule", "make_net_config", "lr_at"]
+from ..objectives import OBJECTIVES
+
+__all__ = ["TrainConfig", "STRUCTURAL", "lr_at"]
 
 # settings that define the model and the training trajectory; a resumed run must not change them
 STRUCTURAL = (
@@ -45,7 +49,7 @@ class TrainConfig:
                           "--no-dequantize trains on the integer values")
     # objective and network
     objective: str = _f("denoising", "training objective (denoising: the ε-loss in λ; distributional: a generator "
-                        "trained with a scoring rule, De Bortoli et al. 2025)", choices=("denoising", "distributional"))
+                        "trained with a scoring rule, De Bortoli et al. 2025)", choices=tuple(OBJECTIVES))
     net: str = _f("auto", "network; auto = the UNet preset of the dataset if there is one, else an MLP",
                   choices=("auto", "mlp", "unet"))
     preset: str | None = _f(None, "UNet preset (cifar10 | digits | patches16); default: the dataset name")
@@ -125,7 +129,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """ValueError naming the first bad setting; every setting is checked here, before any work starts."""
-        for check in (_check_choices, _check_counts, _check_numbers, _check_eval, _check_run):
+        for check in (_check_choices, _check_objective, _check_counts, _check_numbers, _check_run):
             check(self)
 
 
@@ -136,26 +140,25 @@ def _is_int(v) -> bool:
 
 def _check_choices(c: TrainConfig) -> None:
     from ..data import DATASETS
-    from ..models import PARAMETRIZATIONS
     from ..schedules import SCHEDULES
-    from .objective import OBJECTIVES, WEIGHTINGS
 
-    if c.parametrization not in PARAMETRIZATIONS:
-        raise ValueError(f"parametrization={c.parametrization!r}; choose one of {PARAMETRIZATIONS}.")
-    if not callable(c.weighting) and c.weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting={c.weighting!r}; choose one of {sorted(WEIGHTINGS)}.")
     table = {"net": ("auto", "mlp", "unet"), "optimizer": ("adam", "adamw"), "schedule": tuple(SCHEDULES),
              "dataset": DATASETS, "objective": tuple(OBJECTIVES), "mixed_precision": ("no", "fp16", "bf16"),
-             "lr_decay": ("none", "cosine"), "scoring": ("energy", "rbf", "imq")}
+             "lr_decay": ("none", "cosine")}
     for name, allowed in table.items():
         if getattr(c, name) not in allowed:
             raise ValueError(f"unknown {name} {getattr(c, name)!r}; choose one of {', '.join(allowed)}.")
 
 
+def _check_objective(c: TrainConfig) -> None:
+    """The objective's own options, checked by its config class."""
+    OBJECTIVES.load(c.objective).Config.from_options(c)
+
+
 def _check_counts(c: TrainConfig) -> None:
     if c.steps is None:
         raise ValueError("steps is required: pass the number of optimisation steps (--steps N).")
-    for name in ("steps", "batch_size", "eval_n", "n_samples", "sample_steps", "is_bins"):
+    for name in ("steps", "batch_size", "eval_n", "n_samples", "sample_steps"):
         v = getattr(c, name)
         if not _is_int(v) or v < 1:
             raise ValueError(f"{name}={v!r}: need a positive integer.")
@@ -176,40 +179,12 @@ def _check_numbers(c: TrainConfig) -> None:
         raise ValueError(f"clip={c.clip}: need a positive gradient-norm bound (or None for no clipping).")
     if not 0.0 <= c.ema_decay < 1.0:
         raise ValueError(f"ema_decay={c.ema_decay}: need 0 <= decay < 1.")
-    if not 0.0 <= c.is_decay < 1.0 or not 0.0 <= c.is_uniform_mix <= 1.0:
-        raise ValueError(f"is_decay={c.is_decay}, is_uniform_mix={c.is_uniform_mix}: need 0 <= decay < 1 and a weight in [0, 1].")
-    if isinstance(c.population, bool) or not _is_int(c.population) or c.population < 1:
-        raise ValueError(f"population={c.population!r}: need a positive integer.")
-    if not 0.0 < c.beta <= 2.0 or not 0.0 <= c.interaction <= 1.0 or not c.kernel_bandwidth > 0:
-        raise ValueError(f"beta={c.beta}, interaction={c.interaction}, kernel_bandwidth={c.kernel_bandwidth}: need "
-                         "β in (0, 2], interaction in [0, 1] and a positive bandwidth.")
-    if c.objective == "distributional" and c.interaction > 0 and c.population < 2:
-        raise ValueError(f"interaction={c.interaction} needs population >= 2 (the scoring rule's pair term).")
     if not c.weight_decay >= 0:
         raise ValueError(f"weight_decay={c.weight_decay}: need a non-negative value.")
     if len(c.betas) != 2 or not all(0.0 <= b < 1.0 for b in c.betas):
         raise ValueError(f"betas={c.betas}: need two numbers in [0, 1).")
     if c.lambda_min is not None and c.lambda_max is not None and not c.lambda_min < c.lambda_max:
         raise ValueError(f"lambda_min={c.lambda_min} must be below lambda_max={c.lambda_max}.")
-
-
-def _check_eval(c: TrainConfig) -> None:
-    from ..likelihood import log_prob
-    from ..registry import SOLVERS
-
-    kw = c.eval_kwargs
-    if not isinstance(kw, dict):
-        raise ValueError(f"eval_kwargs={kw!r}: need a dict of log_prob arguments.")
-    allowed = set(inspect.signature(log_prob).parameters) - {"model", "x", "generator", "return_nfe"}
-    unknown = sorted(set(kw) - allowed)
-    if unknown:
-        raise ValueError(f"eval_kwargs has unknown arguments {unknown}; valid ones: {sorted(allowed)}.")
-    if kw.get("solver", "dopri5") not in SOLVERS:
-        raise ValueError(f"eval solver {kw['solver']!r}; choose one of {', '.join(SOLVERS)}.")
-    if kw.get("steps") is not None and (not _is_int(kw["steps"]) or kw["steps"] < 1):
-        raise ValueError(f"eval steps={kw['steps']!r}: need a positive integer.")
-    if kw.get("n_probes") is not None and (not _is_int(kw["n_probes"]) or kw["n_probes"] < 1):
-        raise ValueError(f"eval n_probes={kw['n_probes']!r}: need a positive integer.")
 
 
 def _check_run(c: TrainConfig) -> None:
@@ -220,36 +195,7 @@ def _check_run(c: TrainConfig) -> None:
                          "overwrite deletes it.")
 
 
-# ------------------------------------------------------------------------------------------------ what it describes
-def make_schedule(cfg: TrainConfig):
-    """The noise schedule of a config."""
-    from ..schedules import SCHEDULES
-
-    kw = {k: getattr(cfg, k) for k in ("lambda_min", "lambda_max") if getattr(cfg, k) is not None}
-    return SCHEDULES[cfg.schedule](**kw)
-
-
-def make_net_config(cfg: TrainConfig, ds) -> dict:
-    """The network config (``nets.build_net`` input) for a training config and a dataset.
-
-    ``net="auto"``: a UNet for image data (C, H, W) — the preset named like the dataset if there is one, else
-    "patches16" (H < 32) or "cifar10" — and an MLP otherwise. A UNet's ``in_channels`` and ``resolution`` follow
-    the data unless ``net_kwargs`` sets them.
-    """
-    from .. import nets
-
-    image = len(ds.model_shape) == 3
-    kind = ("unet" if image else "mlp") if cfg.net == "auto" else cfg.net
-    if kind == "mlp":
-        kw = {"hidden": cfg.hidden or 256, "depth": cfg.depth or 3, **cfg.net_kwargs}
-        return nets.MLP(math.prod(ds.model_shape), **kw).config
-    if not image:
-        raise ValueError(f"net='unet' needs image data (C, H, W); {ds.name} has model shape {ds.model_shape}.")
-    default = ds.name if ds.name in nets.UNET_PRESETS else ("patches16" if ds.model_shape[1] < 32 else "cifar10")
-    kw = {"in_channels": ds.model_shape[0], "resolution": ds.model_shape[1], **cfg.net_kwargs}
-    return nets.unet_preset(cfg.preset or default, **kw).config
-
-
+# ------------------------------------------------------------------------------------------------ learning rate
 def lr_at(cfg: TrainConfig, step: int) -> float:
     """Linear warm-up over ``warmup`` steps, then constant (``lr_decay="none"``) or a cosine decay to 0 at the last
     step (``"cosine"``, optax's ``warmup_cosine_decay_schedule``)."""

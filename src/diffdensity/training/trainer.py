@@ -1,7 +1,8 @@
 """The training loop: batches, optimizer, EMA, accelerate, checkpoints and evaluation hooks around an objective.
 
-The loss itself comes from an :class:`~diffdensity.training.protocol.Objective` (by default the ε-denoising
-objective named by ``TrainConfig.objective``), as NVlabs/edm hands its ``Loss`` to the loop. A run folder holds
+The loss itself comes from an :class:`~diffdensity.objectives.protocol.Objective` (by default the one
+``TrainConfig.objective`` names in :data:`diffdensity.objectives.OBJECTIVES`), as NVlabs/edm hands its ``Loss``
+to the loop. A run folder holds
 
 * ``checkpoint.pt`` — everything needed to continue exactly (:mod:`~diffdensity.training.checkpoint`);
 * ``model.safetensors`` + ``config.json`` — the EMA model as a model folder (:func:`diffdensity.load` reads it);
@@ -31,11 +32,11 @@ from typing import Callable
 import torch
 
 from ..data.transforms import to_model_space
+from ..objectives import OBJECTIVES
+from ..objectives.protocol import Shard
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import STRUCTURAL, TrainConfig, lr_at
 from .ema import EMA
-from .objective import OBJECTIVES
-from .protocol import Shard
 from .runfolder import LOG_NAME, prepare_run_folder, truncate_log
 from .signals import StopFlag
 
@@ -45,7 +46,7 @@ __all__ = ["TrainConfig", "Trainer", "train", "CHECKPOINT_NAME", "load_checkpoin
 class Trainer:
     """Train ``objective``'s network on the configured dataset; see the module docstring.
 
-    ``objective``: an :class:`~diffdensity.training.protocol.Objective` (default: the one ``config.objective``
+    ``objective``: an :class:`~diffdensity.objectives.protocol.Objective` (default: the one ``config.objective``
     names). ``callbacks``: callables ``cb(trainer, step, logs)`` run after every optimisation step (every process).
     Every setting is checked here, before any work starts.
     """
@@ -55,7 +56,9 @@ class Trainer:
             config = TrainConfig.from_dict(config)
         config.validate()
         self.cfg, self.callbacks, self.out = config, tuple(callbacks), Path(config.out)
-        self.objective = objective if objective is not None else OBJECTIVES[config.objective](config)
+        if objective is None:
+            objective = OBJECTIVES.load(config.objective).from_train_config(config)
+        self.objective = objective
         for hook, every in (("evaluate", config.eval_every), ("sample", config.sample_every)):
             if every and not callable(getattr(self.objective, hook, None)):
                 raise ValueError(f"{hook.replace('evaluate', 'eval')}_every={every} but the objective "
@@ -399,7 +402,7 @@ def _jsonable_config(cfg: TrainConfig) -> dict:
 def train(config: TrainConfig | dict | None = None, callbacks=(), objective=None, **kwargs) -> Path:
     """Train with a :class:`TrainConfig` (or its fields as keyword arguments); returns the run folder.
 
-    ``objective``: an :class:`~diffdensity.training.protocol.Objective` instead of the one ``config.objective`` names
+    ``objective``: an :class:`~diffdensity.objectives.protocol.Objective` instead of the one ``config.objective`` names
     (a string is the config field: ``train(objective="distributional", ...)``).
     """
     if isinstance(objective, str):

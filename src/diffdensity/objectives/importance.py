@@ -1,6 +1,6 @@
 """Adaptive importance sampling of λ (Kingma & Gao 2023; as in the reference ``utils.ImportanceSampler``).
 
-With ``n_bins=1`` the proposal is uniform and never changes (:func:`~diffdensity.training.UniformLambda`).
+With ``n_bins=1`` the proposal is uniform and never changes (:func:`~diffdensity.objectives.denoising.UniformLambda`).
 
 A histogram of ``n_bins`` (100) equal bins over [λ_min, λ_max] holds an exponential moving average (decay 0.99)
 of the recent per-bin loss w(λ)·‖ε̂ − ε‖². The proposal is piecewise constant and proportional to that histogram:

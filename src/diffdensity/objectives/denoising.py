@@ -10,71 +10,31 @@ and a weighted objective uses another w(λ) ≥ 0. One draw λ ~ p(λ) gives the
     ℓ = w(λ) / p(λ) · ‖ε̂ − ε‖²        (summed over the data dimensions),
 
 so E[ℓ]/2 = L(x₀) for every proposal p (uniform, or the adaptive importance sampler of
-:mod:`diffdensity.training.importance`).
+:mod:`diffdensity.objectives.importance`).
 
 Parametrizations. Whatever the network predicts (ε, x₀, v, score, flow velocity), :meth:`NetworkModel.eps`
 converts the prediction to ε̂ and the loss is regressed **in ε-space**. The loss, its weighting and therefore the
 meaning of "elbo" (maximum likelihood) are the same for every parametrization; only the network's output
 scaling differs (a native-space regression would be an ε-loss with an extra λ-dependent weight).
 
-Weightings: ``"elbo"`` (w = 1, maximum likelihood), ``"quality"`` (w = sigmoid(2 − λ), the sample-quality
-weighting of Kingma & Gao used by the reference's ``weighted_model``), or any callable λ -> w(λ).
+Weightings (:mod:`.common`): ``"elbo"`` (w = 1, maximum likelihood), ``"quality"`` (w = sigmoid(2 − λ), the
+sample-quality weighting of Kingma & Gao used by the reference's ``weighted_model``), or any callable λ -> w(λ).
+The objective's own options are :class:`DenoisingConfig`.
 """
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from .._checks import bcast, flat_sq
+from .._checks import flat_sq
+from .common import get_weighting, low_discrepancy, net_config, net_config_for, schedule_of
 from .importance import ImportanceSampler
+from .protocol import ObjectiveConfig
 
-__all__ = [
-    "WEIGHTINGS",
-    "get_weighting",
-    "elbo_weight",
-    "quality_weight",
-    "low_discrepancy",
-    "denoising_loss",
-    "UniformLambda",
-    "DenoisingObjective",
-    "OBJECTIVES",
-]
-
-
-def elbo_weight(lam: Tensor) -> Tensor:
-    """w(λ) = 1: the ELBO (maximum likelihood)."""
-    return torch.ones_like(lam)
-
-
-def quality_weight(lam: Tensor) -> Tensor:
-    """w(λ) = sigmoid(2 − λ): the sample-quality weighting (Kingma & Gao 2023; reference ``weighted_model``)."""
-    return torch.sigmoid(2.0 - lam)
-
-
-WEIGHTINGS: dict[str, Callable[[Tensor], Tensor]] = {"elbo": elbo_weight, "quality": quality_weight}
-
-
-def get_weighting(weighting) -> Callable[[Tensor], Tensor]:
-    """``"elbo"``, ``"quality"`` or a callable λ -> w(λ) (returned unchanged)."""
-    if callable(weighting):
-        return weighting
-    try:
-        return WEIGHTINGS[weighting]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"weighting={weighting!r}; choose one of {sorted(WEIGHTINGS)} or pass a callable lam -> w(lam)."
-        ) from None
-
-
-def low_discrepancy(n: int, generator: torch.Generator | None = None, dtype=torch.float64, device=None) -> Tensor:
-    """n stratified uniforms on [0, 1): one u ~ U[0, 1), then (u + i/n) mod 1 for i = 0..n-1 (Kingma et al. 2021)."""
-    if generator is not None and device is None:
-        device = generator.device
-    u = torch.rand((), generator=generator, dtype=torch.float64, device=device)
-    i = torch.arange(n, dtype=torch.float64, device=device)
-    return torch.remainder(u + i / n, 1.0).to(dtype)
+__all__ = ["denoising_loss", "UniformLambda", "DenoisingConfig", "DenoisingObjective"]
 
 
 def UniformLambda(lambda_min: float, lambda_max: float) -> ImportanceSampler:
@@ -102,8 +62,7 @@ def denoising_loss(
     if eps.shape != x0.shape:
         raise ValueError(f"eps has shape {tuple(eps.shape)} but x0 has {tuple(x0.shape)}; they must match.")
     lam = lam.to(x0.dtype)
-    alpha, sigma = model.schedule.alpha_sigma(lam)
-    x = bcast(alpha, x0) * x0 + bcast(sigma, x0) * eps
+    x = model.schedule.noise(x0, eps, lam)
     eps_hat = model.eps(x, lam)
     sq = flat_sq(eps_hat - eps)
     w = get_weighting(weighting)(lam).to(sq.dtype)
@@ -114,9 +73,66 @@ def denoising_loss(
     return loss
 
 
+def _is_int(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and int(v) == v
+
+
+@dataclass
+class DenoisingConfig(ObjectiveConfig):
+    """The denoising objective's options (:class:`~diffdensity.TrainConfig` fields of the same names): what the
+    network predicts, w(λ), the λ proposal and the held-out evaluation's ``log_prob`` arguments."""
+
+    parametrization: str = "eps"
+    weighting: object = "elbo"  # "elbo" | "quality" | callable λ -> w(λ)
+    importance: bool = True
+    is_bins: int = 100
+    is_decay: float = 0.99
+    is_uniform_mix: float = 0.0
+    eval_kwargs: dict = field(default_factory=lambda: {"solver": "euler", "steps": 128})
+
+    def validate(self) -> None:
+        from ..models import PARAMETRIZATIONS
+
+        if self.parametrization not in PARAMETRIZATIONS:
+            raise ValueError(f"parametrization={self.parametrization!r}; choose one of {PARAMETRIZATIONS}.")
+        get_weighting(self.weighting)
+        if not _is_int(self.is_bins) or self.is_bins < 1:
+            raise ValueError(f"is_bins={self.is_bins!r}: need a positive integer.")
+        if not 0.0 <= self.is_decay < 1.0 or not 0.0 <= self.is_uniform_mix <= 1.0:
+            raise ValueError(f"is_decay={self.is_decay}, is_uniform_mix={self.is_uniform_mix}: need 0 <= decay < 1 "
+                             "and a weight in [0, 1].")
+        _check_eval_kwargs(self.eval_kwargs)
+
+    def sampler(self, schedule) -> ImportanceSampler:
+        """The λ proposal: adaptive (``importance``) or uniform over the schedule's range."""
+        if self.importance:
+            return ImportanceSampler(schedule.lambda_min, schedule.lambda_max, self.is_bins, self.is_decay,
+                                     self.is_uniform_mix)
+        return UniformLambda(schedule.lambda_min, schedule.lambda_max)
+
+
+def _check_eval_kwargs(kw) -> None:
+    """ValueError unless ``kw`` are valid ``log_prob`` arguments for the held-out evaluation."""
+    import inspect
+
+    from ..registry import SOLVERS
+    from ..likelihood import log_prob
+
+    if not isinstance(kw, dict):
+        raise ValueError(f"eval_kwargs={kw!r}: need a dict of log_prob arguments.")
+    allowed = set(inspect.signature(log_prob).parameters) - {"model", "x", "generator", "return_nfe"}
+    unknown = sorted(set(kw) - allowed)
+    if unknown:
+        raise ValueError(f"eval_kwargs has unknown arguments {unknown}; valid ones: {sorted(allowed)}.")
+    if kw.get("solver", "dopri5") not in SOLVERS:
+        raise ValueError(f"eval solver {kw['solver']!r}; choose one of {', '.join(SOLVERS)}.")
+    for name in ("steps", "n_probes"):
+        if kw.get(name) is not None and (not _is_int(kw[name]) or kw[name] < 1):
+            raise ValueError(f"eval {name}={kw[name]!r}: need a positive integer.")
+
 
 class DenoisingObjective:
-    """The ε-denoising objective as a trainer :class:`~diffdensity.training.protocol.Objective`.
+    """The ε-denoising objective as a trainer :class:`~diffdensity.objectives.protocol.Objective`.
 
     Per sample: λ from the λ-sampler (low-discrepancy uniforms through its inverse CDF), ε ~ N(0, I), and
     ℓ = w(λ)/q(λ)·‖ε̂ − ε‖² (:func:`denoising_loss`); the sampler adapts to the gathered global batch and is
@@ -124,44 +140,40 @@ class DenoisingObjective:
     sampled by the PF-ODE and exported as a model folder.
     """
 
-    def __init__(self, schedule, parametrization: str = "eps", weighting="elbo", sampler=None, net_config=None,
-                 eval_kwargs: dict | None = None):
-        self.schedule, self.parametrization, self.weighting = schedule, parametrization, weighting
-        get_weighting(weighting)  # ValueError now, not at the first step
-        self.sampler = sampler or ImportanceSampler(schedule.lambda_min, schedule.lambda_max)
-        self.net_config = net_config  # a nets.build_net config, or a callable dataset -> config
-        self.eval_kwargs = dict(eval_kwargs or {})
+    Config = DenoisingConfig
+
+    def __init__(self, schedule, config: DenoisingConfig | None = None, net_config=None, sampler=None, **options):
+        """``options``: :class:`DenoisingConfig` fields (replacing those of ``config``); ``sampler``: the λ proposal
+        (default: the config's); ``net_config``: a ``nets.build_net`` config or a callable dataset -> config."""
+        self.schedule = schedule
+        self.config = DenoisingConfig(**options) if config is None else dataclasses.replace(config, **options)
+        self.sampler = sampler or self.config.sampler(schedule)
+        self.net_config = net_config
         self.transform, self.levels = None, None
 
     @classmethod
-    def from_config(cls, cfg) -> "DenoisingObjective":
-        """The objective a :class:`~diffdensity.TrainConfig` describes."""
-        from .config import make_net_config, make_schedule
+    def from_train_config(cls, cfg) -> "DenoisingObjective":
+        """The objective a :class:`~diffdensity.TrainConfig` describes (schedule, network and its own options)."""
+        from ..nets import MLP, unet_preset
 
-        sch = make_schedule(cfg)
-        if cfg.importance:
-            sampler = ImportanceSampler(sch.lambda_min, sch.lambda_max, cfg.is_bins, cfg.is_decay, cfg.is_uniform_mix)
-        else:
-            sampler = UniformLambda(sch.lambda_min, sch.lambda_max)
-        return cls(sch, cfg.parametrization, cfg.weighting, sampler, lambda ds: make_net_config(cfg, ds),
-                   cfg.eval_kwargs)
+        return cls(schedule_of(cfg), DenoisingConfig.from_options(cfg),
+                   lambda ds: net_config(cfg, ds, MLP, unet_preset))
 
     def setup(self, dataset):
         from ..nets import build_net
-        from .protocol import net_config_for
 
         return build_net(net_config_for(self, dataset))
 
     def model(self, net):
         from ..models import NetworkModel
 
-        return NetworkModel(net, self.schedule, self.parametrization, transform=self.transform)
+        return NetworkModel(net, self.schedule, self.config.parametrization, transform=self.transform)
 
     def __call__(self, net, x0: Tensor, shard) -> Tensor:
         lam_g, q_g = self.sampler.sample(low_discrepancy(shard.size, shard.generator))
         eps = shard.randn(x0.shape[1:], x0.dtype)
         lam, q = shard.local(lam_g).to(x0.dtype), shard.local(q_g).to(x0.dtype)
-        loss, unweighted = denoising_loss(self.model(net), x0, lam, eps, self.weighting, density=q,
+        loss, unweighted = denoising_loss(self.model(net), x0, lam, eps, self.config.weighting, density=q,
                                           return_unweighted=True)
         self.sampler.update(lam_g, shard.gather(unweighted))
         return loss
@@ -179,13 +191,13 @@ class DenoisingObjective:
         from ..likelihood import bits_per_dim
 
         if self.levels is not None:
-            bpd = bits_per_dim(self.model(net), x, levels=self.levels, generator=generator, **self.eval_kwargs)
+            bpd = bits_per_dim(self.model(net), x, levels=self.levels, generator=generator, **self.config.eval_kwargs)
         else:
             bpd = bits_per_dim(self.model(net), x.to(torch.get_default_dtype()), levels=None, dequantize="none",
-                               generator=generator, **self.eval_kwargs)
+                               generator=generator, **self.config.eval_kwargs)
         stderr = float(bpd.std() / math.sqrt(bpd.numel())) if bpd.numel() > 1 else float("nan")
         return {"test_bpd": float(bpd.mean()), "test_bpd_stderr": stderr, "test_bpd_median": float(bpd.median()),
-                "eval_kwargs": dict(self.eval_kwargs)}
+                "eval_kwargs": dict(self.config.eval_kwargs)}
 
     def sample(self, net, n: int, steps: int, generator) -> Tensor:
         """n PF-ODE samples in model space."""
@@ -201,13 +213,3 @@ class DenoisingObjective:
         from ..io import save
 
         return save(self.model(net), path, **meta)
-
-
-def _distributional(cfg):
-    from ..distributional.objective import DistributionalObjective  # imported lazily: no import cycle
-
-    return DistributionalObjective.from_config(cfg)
-
-
-OBJECTIVES = {"denoising": DenoisingObjective.from_config,  # TrainConfig.objective -> factory(cfg)
-              "distributional": _distributional}

@@ -1,20 +1,26 @@
-"""What the trainer hands an objective: the :class:`Objective` protocol and the :class:`Shard` of a batch.
+"""What the trainer hands an objective: the :class:`Objective` protocol, the :class:`Shard` of a batch, and the
+:class:`ObjectiveConfig` base of every objective's own options.
 
 As NVlabs/edm passes its ``Loss`` object to the training loop, :class:`~diffdensity.Trainer` knows batches, the
 optimizer, EMA, accelerate, checkpoints and when to evaluate; an objective knows how to turn (network, x₀ batch,
 randomness) into per-sample losses, owns the state it adapts (checkpointed with the run), and — optionally — how
 the trained network is evaluated, sampled and exported. The ε-denoising objective
-(:class:`~diffdensity.training.objective.DenoisingObjective`) is one implementation.
+(:class:`~diffdensity.objectives.denoising.DenoisingObjective`) is one implementation.
+
+An objective registered in :data:`diffdensity.objectives.OBJECTIVES` also has a ``Config`` (an
+:class:`ObjectiveConfig` dataclass: its own options, checked on creation) and ``from_train_config(cfg)`` (the
+objective a training config describes; ``cfg`` holds the config's fields under the same names).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Protocol, runtime_checkable
+from typing import Callable, Mapping, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Objective", "Shard", "net_config_for"]
+__all__ = ["Objective", "Shard", "ObjectiveConfig"]
 
 
 @dataclass
@@ -75,11 +81,20 @@ class Objective(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
-def net_config_for(objective, dataset) -> dict:
-    """An objective's network config for ``dataset`` (its ``net_config``: a dict or dataset -> dict); records the
-    data set's transform and levels on the objective (for its model and evaluation hooks)."""
-    objective.transform, objective.levels = dataset.transform, dataset.levels
-    config = objective.net_config(dataset) if callable(objective.net_config) else objective.net_config
-    if config is None:
-        raise ValueError(f"{type(objective).__name__} needs net_config (a network config or dataset -> config).")
-    return config
+class ObjectiveConfig:
+    """Base of the objectives' option dataclasses: checked on creation (:meth:`validate` raises a ValueError
+    naming the bad option), built from any object or dict that holds the options under their names."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """ValueError naming the first bad option (subclasses)."""
+
+    @classmethod
+    def from_options(cls, source):
+        """The config of the options ``source`` (an object such as a TrainConfig, or a dict) holds; others default."""
+        get = source.get if isinstance(source, Mapping) else (lambda k, d: getattr(source, k, d))
+        missing = object()
+        values = {f.name: get(f.name, missing) for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if v is not missing})
