@@ -143,3 +143,72 @@ def test_fuzz_samplers_and_oracle(steps, lam, std):
                                            divergence="exact"))
     _clear_or_finite(lambda: ORACLE.log_prob(xT, lam))
     _clear_or_finite(lambda: dd.GaussianMixture(torch.zeros(1, 2), [std]).log_prob(xT))
+
+
+# ------------------------------------------------------------------ issue 24: one finiteness and dtype contract
+class _NoGrad(torch.nn.Module):
+    def forward(self, x, lam):
+        with torch.no_grad():
+            return -x
+
+
+def _guided_nan():
+    m = make_mixture(2).diffused(dd.VP())
+    return dd.Guided(m, m, guidance_scale=float("nan"))
+
+
+CONTRACT = [
+    ("float64 output for float32 input", lambda: dd.sample_ode(
+        dd.NetworkModel(lambda x, lam: x.double(), dd.VP()), torch.zeros(2, 3), steps=2), TypeError, "x's dtype"),
+    ("integer output", lambda: dd.sample_sde(
+        dd.NetworkModel(lambda x, lam: x.long(), dd.VP()), torch.zeros(2, 3), steps=2), TypeError, "x's dtype"),
+    ("network under no_grad", lambda: dd.sample_ode(dd.NetworkModel(_NoGrad(), dd.VP()), torch.ones(2, 3), steps=2,
+                                                     track_logp=True), ValueError, "no_grad"),
+    ("sample_ddim of a NaN network", lambda: dd.sample_ddim(NAN_NET, torch.zeros(2, 3), steps=2), NonFiniteError,
+     "sample_ddim: NaN"),
+    ("score_alignment of a NaN network", lambda: dd.score_alignment(NAN_NET, torch.zeros(2, 3), 1.0, steps=2),
+     NonFiniteError, "score_alignment: NaN"),
+    ("energy_distance of NaN", lambda: dd.energy_distance(torch.full((3, 2), float("nan")), torch.zeros(3, 2)),
+     ValueError, "NaN"),
+    ("energy_distance of empty samples", lambda: dd.energy_distance(torch.zeros(3, 0), torch.zeros(3, 0)),
+     ValueError, "empty"),
+    ("alignment_fraction of nothing", lambda: dd.alignment_fraction(torch.zeros(0)), ValueError, "non-empty"),
+    ("alignment_fraction of NaN", lambda: dd.alignment_fraction(torch.tensor([float("nan")])), ValueError, "finite"),
+    ("GaussianMixture.sample(-1)", lambda: dd.GaussianMixture(torch.zeros(1, 2), [1.0]).sample(-1), ValueError, "n=-1"),
+    ("stds of 1e-300", lambda: dd.GaussianMixture(torch.zeros(1, 2, dtype=torch.float64), [1e-300]), ValueError,
+     "stds"),
+    ("Guided(guidance_scale=nan)", _guided_nan, ValueError, "guidance_scale"),
+    ("track_logp='no'", lambda: dd.sample_ode(make_mixture(2).diffused(dd.VP()), torch.zeros(2, 2), steps=2,
+                                              track_logp="no"), TypeError, "track_logp"),
+    ("a list of generators for a sampler", lambda: dd.sample_sde(ORACLE, torch.zeros(2, 2), steps=2,
+                                                                 generator=[torch.Generator()]), TypeError, "list"),
+    ("a prior of the wrong shape", lambda: dd.sample_ode(ORACLE, torch.zeros(2, 2, dtype=torch.float64), steps=2,
+                                                         track_logp=True, prior=lambda x: torch.zeros(2, 2)),
+     ValueError, "one log-density per sample"),
+]
+
+
+@pytest.mark.parametrize("name,call,exc,match", CONTRACT, ids=[c[0] for c in CONTRACT])
+def test_sampler_and_metric_contract(name, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_an_int_seed_is_a_generator():
+    xT = torch.zeros(3, 2, dtype=torch.float64)
+    a = dd.sample_sde(ORACLE, xT, steps=4, generator=42)
+    b = dd.sample_sde(ORACLE, xT, steps=4, generator=torch.Generator().manual_seed(42))
+    assert torch.equal(a.x, b.x)
+    from diffdensity.sampling import sample
+
+    assert torch.equal(sample(ORACLE, xT, "sde", 4, 42).x, a.x)
+    assert torch.equal(ORACLE.sample(3, 1.0, generator=7), ORACLE.sample(3, 1.0, generator=torch.Generator().manual_seed(7)))
+    with pytest.raises(TypeError, match="int seed"):
+        dd.sample_sde(ORACLE, xT, steps=4, generator="42")
+
+
+def test_a_prior_returning_b_by_1_gives_one_value_per_sample():
+    xT = torch.zeros(3, 2, dtype=torch.float64)
+    out = dd.sample_ode(ORACLE, xT, steps=2, track_logp=True, divergence="exact",
+                        prior=lambda x: ORACLE.log_prob(x, ORACLE.schedule.lambda_min)[:, None])
+    assert out.logp.shape == (3,)

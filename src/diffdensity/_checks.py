@@ -75,6 +75,40 @@ def check_state(name: str, lam, *tensors) -> None:
             )
 
 
+def check_output(name: str, out, x: Tensor) -> Tensor:
+    """TypeError unless a model's output is a floating tensor with x's dtype (a float64 or integer output would
+    silently change the samples' dtype)."""
+    if not isinstance(out, Tensor) or not out.is_floating_point() or out.dtype != x.dtype:
+        got = out.dtype if isinstance(out, Tensor) else type(out).__name__
+        raise TypeError(f"{name} returned {got} for {x.dtype} input; the model must return x's dtype (cast its "
+                        f"output with .to(x.dtype)).")
+    return out
+
+
+def check_differentiable(name: str, out: Tensor, x: Tensor) -> None:
+    """ValueError if x needs gradients but the model's output has none: the network ran under torch.no_grad() /
+    inference_mode() or detached its output, and divergences through it would silently be wrong."""
+    if torch.is_grad_enabled() and x.requires_grad and not out.requires_grad:
+        raise ValueError(f"{name}: the output carries no gradient with respect to x (the network runs under "
+                         "torch.no_grad()/torch.inference_mode() or detaches); divergences and log p need it: "
+                         "remove no_grad/detach from the network's forward.")
+
+
+def prior_values(v, x: Tensor, name: str = "prior") -> Tensor:
+    """A prior's log-density as a (batch,) tensor: (B,) or (B, 1) are accepted, anything else is a ValueError."""
+    if not isinstance(v, Tensor) or v.numel() != x.shape[0] or (v.ndim > 1 and v.shape[0] != x.shape[0]):
+        got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+        raise ValueError(f"{name}(x) returned {got} for a batch of {x.shape[0]}; return one log-density per sample, "
+                         f"shape ({x.shape[0]},).")
+    return v.reshape(x.shape[0])
+
+
+def check_flag(v, name: str) -> None:
+    """TypeError unless v is a bool (``track_logp="no"`` is a truthy string, not False)."""
+    if not isinstance(v, bool):
+        raise TypeError(f"{name}={v!r}: pass True or False.")
+
+
 def check_finite(x: Tensor, name: str) -> None:
     """ValueError naming ``name`` if x contains NaN or inf."""
     if not isinstance(x, Tensor):

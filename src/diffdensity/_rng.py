@@ -7,10 +7,26 @@ CPU), and a CUDA generator drives a CUDA run without a transfer. PyTorch refuses
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor
 
-__all__ = ["draw"]
+__all__ = ["draw", "as_generator"]
+
+
+def as_generator(generator, allow_list: bool = False):
+    """``generator`` as the library uses it: None, a ``torch.Generator``, or an int seed (a new CPU generator seeded
+    with it, as numpy/JAX-style APIs accept); a list of generators only where ``allow_list`` (one per example)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
+        return torch.Generator().manual_seed(int(generator))
+    if isinstance(generator, (list, tuple)) and allow_list:
+        return [as_generator(g) for g in generator]
+    what = "a list of generators (accepted by log_prob / bits_per_dim only, one per example)" \
+        if isinstance(generator, (list, tuple)) else repr(generator)
+    raise TypeError(f"generator={what}: pass a torch.Generator, an int seed or None.")
 
 
 def draw(kind: str, shape, generator: torch.Generator | None = None, *, dtype=None, device=None) -> Tensor:

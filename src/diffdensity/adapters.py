@@ -103,6 +103,8 @@ class Guided:
         self.conditional, self.unconditional = conditional, unconditional
         self.schedule = conditional.schedule
         self.guidance_scale = float(guidance_scale)
+        if not math.isfinite(self.guidance_scale):
+            raise ValueError(f"guidance_scale={guidance_scale!r}: need a finite number (0 = no guidance).")
         self.guided = self.guidance_scale != 0.0
         self.transform = getattr(conditional, "transform", None)
 

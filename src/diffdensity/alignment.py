@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 from torch.func import jvp
 
-from ._checks import at, check_choice, check_count, flat_dot, flat_sq
+from ._checks import at, check_choice, check_count, check_state, flat_dot, flat_sq
+from ._rng import as_generator
 from .evaluation import make_probes
 from .integrate import prepare
 from .solvers import Problem, odeint, resolve
@@ -43,6 +44,11 @@ class _TangentField:
         self.nfe = 0
 
     def __call__(self, lam, y):
+        out = self._field(lam, y)
+        check_state("score_alignment", lam, *out)
+        return out
+
+    def _field(self, lam, y):
         x, v = y[0], y[1]
         u_fn = _pf_drift_fn(self.model, lam, x)
         self.nfe += 1
@@ -107,6 +113,7 @@ def score_alignment(model, x_T: Tensor, lambda_max: float, method: str = "score"
     if not solver.adaptive:
         check_count(steps, "steps")
     check_count(n_probes, "n_probes")
+    generator = as_generator(generator)
     prepare(model, x_T)
     sch = model.schedule
     lam0, lam1 = sch.lambda_min, float(lambda_max)
@@ -121,13 +128,17 @@ def score_alignment(model, x_T: Tensor, lambda_max: float, method: str = "score"
         x, v = _solve(field, (x_T, v0), lam0, lam1, solver, steps, sch)
         with torch.no_grad():
             sa = flat_dot(model.score(x, lam1), v)
+        check_state("score_alignment", lam1, sa)
     else:
         x, v, sa = _solve(field, (x_T, v0, flat_sq(v0)), lam0, lam1, solver, steps, sch)
     return (sa, x, v) if return_state else sa
 
 
 def alignment_fraction(sa: Tensor) -> float:
-    """The fraction of latents for which score alignment holds (SA > 0)."""
+    """The fraction of latents for which score alignment holds (SA > 0); ValueError for an empty or NaN input."""
+    if not isinstance(sa, Tensor) or sa.numel() == 0 or not torch.isfinite(sa).all():
+        raise ValueError("alignment_fraction needs a non-empty tensor of finite SA values (NaN/inf means the "
+                         "alignment solve failed: check the model and the steps).")
     return float((sa > 0).to(torch.float64).mean())
 
 

@@ -22,7 +22,7 @@ from typing import Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
-from ._checks import batch_lam
+from ._checks import batch_lam, check_differentiable, check_output
 from .schedules import Schedule
 
 __all__ = ["Model", "NetworkModel", "PARAMETRIZATIONS", "targets_from_eps", "score_from_prediction", "CountingModel"]
@@ -122,7 +122,7 @@ class NetworkModel(nn.Module):
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(f"the network returned {got} for an input of shape {tuple(x.shape)}; a network must "
                              "return a tensor shaped like x (one prediction per input value).")
-        return out
+        return check_output("the network", out, x)
 
     def eps(self, x: Tensor, lam) -> Tensor:
         """ε̂(x, λ), whatever the network predicts."""
@@ -156,8 +156,11 @@ class CountingModel:
         self.nfe = 0
 
     def score(self, x: Tensor, lam) -> Tensor:
+        """The wrapped model's score, counted, checked for dtype (x's) and for a gradient where x needs one."""
         self.nfe += 1
-        return self.model.score(x, lam)
+        out = check_output("model.score", self.model.score(x, lam), x)
+        check_differentiable("model.score", out, x)
+        return out
 
     def __getattr__(self, name):
         return getattr(self.model, name)

@@ -14,8 +14,8 @@ import math
 import torch
 from torch import Tensor
 
-from ._checks import batch_lam, check_batch, check_finite
-from ._rng import draw
+from ._checks import batch_lam, check_batch, check_count, check_finite
+from ._rng import as_generator, draw
 from .schedules import Schedule
 
 __all__ = ["GaussianMixture", "DiffusedMixture", "MixturePosterior"]
@@ -156,6 +156,11 @@ class GaussianMixture:
             )
         if (stds_full <= 0).any():
             raise ValueError("stds must be positive; got a value <= 0.")
+        tiny = torch.finfo(stds_full.dtype).tiny
+        if not (torch.isfinite(stds_full**2) & (stds_full**2 > tiny)).all():
+            raise ValueError(f"stds must have a finite square above {tiny:.3g} in {stds_full.dtype} (got "
+                             f"{stds_full.min().item():.3g}..{stds_full.max().item():.3g}): their variances would "
+                             "round to 0 or inf and give NaN log p; rescale the data.")
         if weights is None:
             weights = torch.full((K,), 1.0 / K, dtype=means.dtype)
         weights = _as_float(weights, "weights", means.dtype)
@@ -192,8 +197,9 @@ class GaussianMixture:
         return x.reshape(x.shape[0], -1)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n samples of p₀, shaped (n, *event_shape)."""
-        return self._mix().sample(int(n), generator).reshape(int(n), *self.event_shape)
+        """n samples of p₀, shaped (n, *event_shape); ``generator`` may be an int seed."""
+        check_count(n, "n")
+        return self._mix().sample(int(n), as_generator(generator)).reshape(int(n), *self.event_shape)
 
     def log_prob(self, x: Tensor) -> Tensor:
         """log p₀(x) -> (batch,)."""
@@ -251,7 +257,8 @@ class DiffusedMixture:
         return self._apply(x, lam, _Mixture.grad_laplacian)
 
     def sample(self, n: int, lam, generator: torch.Generator | None = None) -> Tensor:
-        """n samples of p_λ (x = α x₀ + σ ε)."""
+        """n samples of p_λ (x = α x₀ + σ ε); ``generator`` may be an int seed."""
+        generator = as_generator(generator)
         x0 = self.mixture.sample(n, generator)
         eps = draw("normal", x0.shape, generator, dtype=x0.dtype, device=x0.device)
         return self.schedule.noise(x0, eps, float(lam))

@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from .adapters import warn_if_guided
-from ._checks import check_choice, check_count
+from ._checks import check_choice, check_count, check_flag, prior_values
+from ._rng import as_generator
 from .dynamics import HDODE, PFODE, ReverseSDE
 from .evaluation import Divergence
 from .integrate import Samples, integrate_ode, integrate_sde, prepare
@@ -20,7 +21,13 @@ __all__ = ["Samples", "sample", "sample_ode", "sample_sde", "sample_hd", "thresh
 
 
 def _prior_logp(sch, x_T: Tensor, track: bool, prior):
-    return (prior or sch.prior_log_prob)(x_T) if track else None
+    return prior_values((prior or sch.prior_log_prob)(x_T), x_T) if track else None
+
+
+def _entry(x_T: Tensor, track_logp, generator):
+    """The checks every sampler makes on entry: a bool ``track_logp``; the generator (an int seed is accepted)."""
+    check_flag(track_logp, "track_logp")
+    return as_generator(generator)
 
 
 def sample_ode(model, x_T: Tensor, steps: int | None = None, solver: str = "euler", track_logp: bool = False,
@@ -33,7 +40,8 @@ def sample_ode(model, x_T: Tensor, steps: int | None = None, solver: str = "eule
     "edm", "natural"; default the schedule's ``default_grid``); "dopri5" chooses its own (giving both is an error).
     ``solver``: a name of :data:`~diffdensity.registry.SOLVERS` ("euler", "heun", "ab2", "dpmpp2m", "dopri5") or a
     solver object; ``rtol``/``atol`` apply to adaptive ones. ``time``: the integration variable of the generic
-    fixed-step and adaptive solvers."""
+    fixed-step and adaptive solvers. ``generator`` may be an int seed."""
+    generator = _entry(x_T, track_logp, generator)
     prepare(model, x_T)
     sch = model.schedule
     solver = resolve(solver, strict=False, rtol=rtol, atol=atol, time=time)
@@ -56,6 +64,7 @@ def sample_sde(model, x_T: Tensor, steps: int = 1024, track_logp: bool = True, t
     the reference code's plain Euler–Maruyama on the augmented SDE. ``dw`` fixes the Brownian increments.
     ``grid``: λ values (e.g. a model's own discrete timesteps) or a kind ("lambda" default, "t", "sigma", "edm")."""
     check_choice(tracker, "tracker", TRACKERS)
+    generator = _entry(x_T, track_logp, generator)
     prepare(model, x_T)
     if track_logp:
         warn_if_guided(model)
@@ -129,6 +138,7 @@ def sample_hd(model, x_T: Tensor, threshold, steps: int = 1024, first: str = "od
     (default: the schedule's Gaussian) gives log p(x_T). ``nfe`` is the two legs' score evaluations summed.
     """
     check_choice(first, "first", FIRST_LEGS)
+    generator = _entry(x_T, track_logp, generator)
     solver = resolve(solver, strict=False, rtol=rtol, atol=atol)
     prepare(model, x_T)
     if track_logp:
@@ -179,6 +189,7 @@ def sample(model, x_T: Tensor, method: str = "sde", steps: int | None = None,
     if missing:
         raise ValueError(f"the {method!r} sampler needs {', '.join(missing)}.")
     args = [options.pop(a) for a in entry.meta.get("args", ())]
+    generator = as_generator(generator)
     steps = entry.meta["default_steps"] if steps is None else steps
     return entry.load()(model, x_T, *args, steps=steps, generator=generator, callback=callback, progress=progress,
                         **options)

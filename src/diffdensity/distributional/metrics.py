@@ -21,6 +21,9 @@ def _flat(x: Tensor, name: str) -> Tensor:
     if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[0] < 2:
         raise ValueError(f"{name} must be a tensor of at least 2 samples (n, ...); got "
                          f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}.")
+    if x[0].numel() == 0 or not torch.isfinite(x).all():
+        raise ValueError(f"{name} has NaN/inf values or empty samples (shape {tuple(x.shape)}); distances between "
+                         "such sets are undefined: clean the samples first.")
     return x.reshape(x.shape[0], -1).to(torch.float64)
 
 
