@@ -332,6 +332,9 @@ def data_log_prob(model, data=None, split: str = "test", n: int = 128, bpd: bool
     from .data import load_dataset
     from .data.loading import model_dataset, read_array
 
+    if data is not None and (Path(data).is_dir() or not str(data).strip()):
+        raise ValueError(f"--data {data!r} is a folder or empty; log-prob takes a .npz/.npy of model-space samples or "
+                         "a data set name (bits/dim of image files: diffdensity likelihood --data).")
     if data is not None and Path(data).suffix in (".npz", ".npy"):
         x = torch.as_tensor(read_array(data), dtype=torch.float32)[:n]
         return log_prob(model, x, **log_prob_kw), "log_prob_nats"

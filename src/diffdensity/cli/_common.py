@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import click
@@ -11,9 +12,43 @@ from ..registry import SAMPLERS, SOLVERS
 
 __all__ = ["parse_kv", "csv", "model_arg", "resolve_model", "is_adaptive", "solver_option",
            "method_choice", "default_steps", "torch_generator", "DIVERGENCES", "overwrite_option", "overwriting",
-           "claim_out", "check_launch"]
+           "claim_out", "check_launch", "COUNT", "SEED", "LEVELS", "FINITE", "UNIT", "QUANTILE",
+           "TOLERANCE", "DEVICE"]
 
 DIVERGENCES = ("hutchinson", "exact")
+
+
+class Finite(click.FloatRange):
+    """A finite float (NaN and ±inf refused; click's FloatRange lets NaN through), optionally in a range."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        v = super().convert(value, param, ctx)
+        if v is not None and not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return v
+
+
+class Device(click.ParamType):
+    """cpu, cuda, cuda:N or mps (``cpu:1`` and other spellings refused before any work)."""
+
+    name = "device"
+
+    def convert(self, value, param, ctx):
+        if value is None or re.fullmatch(r"cpu|mps|cuda(:\d+)?", str(value)):
+            return value
+        self.fail(f"{value!r}: choose cpu, cuda, cuda:N or mps.", param, ctx)
+
+
+COUNT = click.IntRange(min=1)  # samples, steps, probes, batch sizes, repeats
+SEED = click.IntRange(0, 2**63 - 1)
+LEVELS = click.IntRange(min=2)
+FINITE = Finite()
+UNIT = Finite(0.0, 1.0)  # churn
+QUANTILE = Finite(0.0, 1.0, min_open=True, max_open=True)
+TOLERANCE = Finite(0.0, 1.0, min_open=True)
+DEVICE = Device()
 
 
 def is_adaptive(solver: str) -> bool:
@@ -39,15 +74,20 @@ def default_steps(method: str) -> int:
 
 
 def parse_kv(ctx, param, values):
-    """KEY=VALUE pairs (VALUE parsed as JSON when possible) -> dict."""
+    """KEY=VALUE pairs -> dict; VALUE is parsed as JSON when possible, and True/False/None in any case are the
+    Python values (``grayscale=False`` is False, not the truthy string 'False')."""
     out = {}
     for item in values:
-        if "=" not in item:
+        if "=" not in item or not item.split("=", 1)[0]:
             raise click.BadParameter(f"{item!r}: expected KEY=VALUE", ctx=ctx, param=param)
         k, v = item.split("=", 1)
+        words = {"true": True, "false": False, "none": None, "null": None}
+        if v.strip().lower() in words:
+            out[k] = words[v.strip().lower()]
+            continue
         try:
             out[k] = json.loads(v)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             out[k] = v
     return out
 

@@ -6,19 +6,19 @@ from pathlib import Path
 import click
 
 from . import main
-from ._common import claim_out, model_arg, overwrite_option, resolve_model
+from ._common import COUNT, DEVICE, FINITE, SEED, claim_out, model_arg, overwrite_option, resolve_model
 
 
 @main.command("align")
 @model_arg
-@click.option("--n", "n", type=int, default=128, help="number of latents")
-@click.option("--lambda-target", type=float, default=1.0, help="the target λ of the flow (the reference uses 1)")
-@click.option("--steps", type=int, default=1024, help="Euler steps of both estimators")
-@click.option("--n-probes", type=int, default=1, help="Hutchinson probes per step of Eq 13")
-@click.option("--seed", type=int, default=0)
+@click.option("--n", "n", type=click.IntRange(min=2), default=128, help="number of latents (a correlation needs 2)")
+@click.option("--lambda-target", type=FINITE, default=1.0, help="the target λ of the flow (the reference uses 1)")
+@click.option("--steps", type=COUNT, default=1024, help="Euler steps of both estimators")
+@click.option("--n-probes", type=COUNT, default=1, help="Hutchinson probes per step of Eq 13")
+@click.option("--seed", type=SEED, default=0)
 @click.option("--out", type=click.Path(), default="align_out", help="output folder")
 @overwrite_option
-@click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
+@click.option("--device", type=DEVICE, default="cpu", help="cpu | cuda | cuda:N")
 def align_cmd(model, model_opt, device, n, lambda_target, steps, n_probes, seed, out):
     """Score alignment of MODEL over N latents by Eq 12 (with the target score) and Eq 13 (without: Hutchinson),
     their correlation and the fraction of latents with SA > 0; OUT/summary.json, OUT/alignment.npz, OUT/alignment.png.

@@ -6,23 +6,23 @@ from pathlib import Path
 import click
 
 from . import main
-from ._common import DIVERGENCES, claim_out, overwrite_option, solver_option
+from ._common import COUNT, DEVICE, DIVERGENCES, SEED, claim_out, overwrite_option, solver_option
 
 
 def _analysis_common(f):
     """--model, --n, --seed, --out, the log-density settings and --no-progress for every `analyze` command."""
     opts = [
-        click.option("--n", "n", type=int, default=32, help="number of samples / held-out images"),
-        click.option("--seed", type=int, default=0),
+        click.option("--n", "n", type=COUNT, default=32, help="number of samples / held-out images"),
+        click.option("--seed", type=SEED, default=0),
         click.option("--out", type=click.Path(), default=None, help="output folder (default: analysis_<name>)"),
         overwrite_option,
         click.option("--logp-divergence", type=click.Choice(DIVERGENCES), default="hutchinson",
                      help="divergence of the PF-ODE encoder that scores finished samples"),
-        click.option("--logp-probes", type=int, default=8, help="Hutchinson probes of that encoder"),
+        click.option("--logp-probes", type=COUNT, default=8, help="Hutchinson probes of that encoder"),
         solver_option("--logp-solver", default="heun"),
-        click.option("--logp-steps", type=int, default=64),
+        click.option("--logp-steps", type=COUNT, default=64),
         click.option("--no-progress", "progress", is_flag=True, flag_value=False, default=None),
-        click.option("--device", default="cpu", expose_value=False, help="cpu | cuda | cuda:N",
+        click.option("--device", type=DEVICE, default="cpu", expose_value=False, help="cpu | cuda | cuda:N",
                      callback=lambda ctx, param, value: ctx.meta.__setitem__("device", value)),
     ]
     for o in reversed(opts):
@@ -67,7 +67,7 @@ def analyze():
 @analyze.command("threshold")
 @click.option("--model", default="digits8", help="a shipped model name or a model folder")
 @click.option("--thresholds", default="8,6,4,2,0", help="comma-separated λ thresholds")
-@click.option("--steps", type=int, default=256, help="sampler steps (split between the legs)")
+@click.option("--steps", type=COUNT, default=256, help="sampler steps (split between the legs)")
 @click.option("--first", type=click.Choice(["ode", "sde"]), default="ode")
 @_analysis_common
 def analyze_threshold(model, thresholds, steps, first, n, seed, out, progress, **logp):
@@ -92,8 +92,8 @@ def analyze_threshold(model, thresholds, steps, first, n, seed, out, progress, *
 
 @analyze.command("png")
 @click.option("--model", default="digits8")
-@click.option("--steps", type=int, default=256, help="PF-ODE sampler steps")
-@click.option("--level", type=int, default=9, help="PNG / zlib compression level")
+@click.option("--steps", type=COUNT, default=256, help="PF-ODE sampler steps")
+@click.option("--level", type=click.IntRange(0, 9), default=9, help="PNG / zlib compression level")
 @_analysis_common
 def analyze_png(model, steps, level, n, seed, out, progress, **logp):
     """log p versus PNG and zlib size of PF-ODE samples and held-out images (Pearson, Spearman).
@@ -141,7 +141,7 @@ def analyze_blur(model, sigmas, n, seed, out, progress, **logp):
 @analyze.command("ode-sde")
 @click.option("--model", "models", multiple=True, default=("digits8", "digits8-quality"), show_default=True,
               help="repeat for several models")
-@click.option("--steps", type=int, default=1024, help="reverse-SDE steps")
+@click.option("--steps", type=COUNT, default=1024, help="reverse-SDE steps")
 @_analysis_common
 def analyze_ode_sde(models, steps, n, seed, out, progress, **logp):
     """SDE-tracked versus PF-ODE log p of the same samples, per model (the paper's Fig. 4).

@@ -4,15 +4,16 @@ from __future__ import annotations
 import click
 
 from . import main
+from ._common import DEVICE, SEED
 
 
 @main.command("demo")
 @click.option("--out", type=click.Path(), default="demo_out")
 @click.option("--quick", is_flag=True, help="a smaller, faster run")
-@click.option("--seed", type=int, default=0)
+@click.option("--seed", type=SEED, default=0)
 @click.option("--model", default="digits8", show_default=True,
               help="score model of the sampling, guidance and likelihood panels (a shipped name or a run folder)")
-@click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
+@click.option("--device", type=DEVICE, default="cpu", help="cpu | cuda | cuda:N")
 def demo_cmd(out, quick, seed, model, device):
     """The main job: every capability on the shipped models; writes OUT/<panel>/ (JSON + PNG) and OUT/report/index.html.
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from . import main
-from ._common import claim_out, csv, overwrite_option, torch_generator
+from ._common import COUNT, DEVICE, SEED, UNIT, claim_out, csv, overwrite_option, torch_generator
 from .train import options_to_config_dict, train_command
 
 
@@ -35,11 +35,11 @@ def distributional_train_cmd(ctx, regression, **opts):
 @click.argument("models", nargs=-1, required=True)
 @click.option("--dataset", required=True, help="held-out data of this data set (its test split) is the reference")
 @click.option("--nfe", "nfes", default="1,2,4,8,16,32", callback=csv(int), help="step counts")
-@click.option("--n", "n", type=int, default=4096, help="samples per model and step count (and reference size)")
-@click.option("--churn", type=float, default=1.0, help="bridge churn ε (0 = DDIM, 1 = DDPM posterior)")
+@click.option("--n", "n", type=COUNT, default=4096, help="samples per model and step count (and reference size)")
+@click.option("--churn", type=UNIT, default=1.0, help="bridge churn ε (0 = DDIM, 1 = DDPM posterior)")
 @click.option("--spacing", type=click.Choice(["t", "lambda"]), default="t")
-@click.option("--seed", type=int, default=0)
-@click.option("--device", default="cpu", help="cpu | cuda | cuda:N (sampling runs there; distances on the CPU)")
+@click.option("--seed", type=SEED, default=0)
+@click.option("--device", type=DEVICE, default="cpu", help="cpu | cuda | cuda:N (sampling runs there; distances on the CPU)")
 @click.option("--out", type=click.Path(), default="nfe_sweep")
 @overwrite_option
 def distributional_nfe_cmd(models, dataset, nfes, n, churn, spacing, seed, device, out):
@@ -61,8 +61,8 @@ def distributional_nfe_cmd(models, dataset, nfes, n, churn, spacing, seed, devic
               help="interaction λ values")
 @click.option("--beta-grid", "grid_betas", default="1", callback=csv(float), help="energy-score β values")
 @click.option("--nfe", "nfes", default="1,2,4,8,16,32", callback=csv(int), help="step counts of the evaluation")
-@click.option("--n-eval", type=int, default=4096, help="samples per model and step count")
-@click.option("--churn", type=float, default=1.0)
+@click.option("--n-eval", type=COUNT, default=4096, help="samples per model and step count")
+@click.option("--churn", type=UNIT, default=1.0)
 def distributional_sweep_cmd(ctx, interactions, grid_betas, nfes, n_eval, churn, **opts):
     """Train one model per (β, interaction) into OUT/beta<β>_int<λ> (the train options apply to each), then the
     NFE sweep of all of them: OUT/nfe_sweep.{json,md,png}.
@@ -83,12 +83,12 @@ def distributional_sweep_cmd(ctx, interactions, grid_betas, nfes, n_eval, churn,
 
 @distributional_group.command("sample")
 @click.argument("model")
-@click.option("--steps", type=int, default=4)
-@click.option("--n", "n", type=int, default=64)
-@click.option("--churn", type=float, default=1.0)
+@click.option("--steps", type=COUNT, default=4)
+@click.option("--n", "n", type=COUNT, default=64)
+@click.option("--churn", type=UNIT, default=1.0)
 @click.option("--spacing", type=click.Choice(["t", "lambda"]), default="t")
-@click.option("--seed", type=int, default=0)
-@click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
+@click.option("--seed", type=SEED, default=0)
+@click.option("--device", type=DEVICE, default="cpu", help="cpu | cuda | cuda:N")
 @click.option("--out", type=click.Path(), default="samples_distributional")
 @overwrite_option
 def distributional_sample_cmd(model, steps, n, churn, spacing, seed, device, out):

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from . import main
-from ._common import DIVERGENCES, claim_out, csv, model_arg, overwrite_option, resolve_model
+from ._common import COUNT, DEVICE, DIVERGENCES, SEED, claim_out, csv, model_arg, overwrite_option, resolve_model
 
 
 def echo_guidance(results: dict) -> None:
@@ -23,17 +23,17 @@ def echo_guidance(results: dict) -> None:
 @model_arg
 @click.option("--q", "qs", default="0.3,0.4,0.5,0.6,0.7", callback=csv(float, 0, 1),
               help="log-density quantiles (higher q = higher log p, for prior and density guidance alike)")
-@click.option("--n", "n", type=int, default=32, help="samples per q (the same latents for every q)")
-@click.option("--steps", type=int, default=64, help="Euler steps of the guided samplers")
+@click.option("--n", "n", type=COUNT, default=32, help="samples per q (the same latents for every q)")
+@click.option("--steps", type=COUNT, default=64, help="Euler steps of the guided samplers")
 @click.option("--noise", type=click.Choice(["none", "early", "late"]), default="none",
               help="also run stochastic density guidance with this noise window (128 steps)")
-@click.option("--eval-steps", type=int, default=256, help="Euler steps of the PF-ODE encoder that evaluates log p")
+@click.option("--eval-steps", type=COUNT, default=256, help="Euler steps of the PF-ODE encoder that evaluates log p")
 @click.option("--divergence", type=click.Choice(DIVERGENCES), default="hutchinson",
               help="divergence of the log-p evaluation")
-@click.option("--seed", type=int, default=0)
+@click.option("--seed", type=SEED, default=0)
 @click.option("--out", type=click.Path(), default="guide_out", help="output folder")
 @overwrite_option
-@click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
+@click.option("--device", type=DEVICE, default="cpu", help="cpu | cuda | cuda:N")
 def guide_cmd(model, model_opt, device, qs, n, steps, noise, eval_steps, divergence, seed, out):
     """q sweep of density guidance beside prior guidance (and optionally stochastic density guidance) on MODEL:
     per q a sample grid and the mean log p (model space, PF-ODE encoder); OUT/guidance.json, OUT/logp_vs_q.png and

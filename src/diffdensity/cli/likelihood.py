@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from . import main
-from ._common import (DIVERGENCES, check_launch, is_adaptive, model_arg, overwrite_option, overwriting, resolve_model, solver_option,
-                      torch_generator)
+from ._common import (COUNT, DEVICE, DIVERGENCES, LEVELS, SEED, TOLERANCE, check_launch, is_adaptive, model_arg,
+                      overwrite_option, overwriting, resolve_model, solver_option, torch_generator)
 
 
 @main.command("log-prob")
@@ -18,14 +18,14 @@ from ._common import (DIVERGENCES, check_launch, is_adaptive, model_arg, overwri
 @click.option("--bpd/--no-bpd", default=True, help="bits/dim of integer data (uniform dequantization)")
 @click.option("--divergence", type=click.Choice(DIVERGENCES), default="hutchinson")
 @solver_option(default="dopri5")
-@click.option("--steps", type=int, default=None)
-@click.option("--repeats", type=int, default=1, help="dequantization draws averaged for bits/dim")
+@click.option("--steps", type=COUNT, default=None)
+@click.option("--repeats", type=COUNT, default=1, help="dequantization draws averaged for bits/dim")
 @click.option("--density", type=click.Choice(["lambda_max", "data"]), default="lambda_max", show_default=True,
               help="log p at the schedule's λ_max, or the data's own density with both ends closed (math.md §1.1b)")
-@click.option("--seed", type=int, default=0)
+@click.option("--seed", type=SEED, default=0)
 @click.option("--out", type=click.Path(), default="log_prob.json")
 @overwrite_option
-@click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
+@click.option("--device", type=DEVICE, default="cpu", help="cpu | cuda | cuda:N")
 def log_prob_cmd(model, model_opt, device, data, split, n, bpd, divergence, solver, steps, repeats, density, seed,
                  out):
     """Log-likelihood (nats) or bits/dim of data under MODEL by the PF-ODE; writes per-example values as JSON.
@@ -42,9 +42,10 @@ def log_prob_cmd(model, model_opt, device, data, split, n, bpd, divergence, solv
     values, kind = data_log_prob(m, data, split, n, bpd, repeats, divergence=divergence, solver=solver, steps=steps,
                                  generator=torch_generator(seed), density=density)
     res = {"model": model, "data": data, "density": density, "n": int(values.shape[0]), kind: values.tolist(),
-           "mean": float(values.mean()), "standard_error": float(values.std() / max(1, values.shape[0]) ** 0.5)}
+           "mean": float(values.mean()),
+           "standard_error": float(values.std() / values.shape[0] ** 0.5) if values.shape[0] > 1 else None}
     write_json(out, res)
-    click.echo(f"{kind}: {res['mean']:.4f} ± {res['standard_error']:.4f} over {res['n']} examples -> {out}")
+    click.echo(f"{kind}: {res['mean']:.4f} ± {res['standard_error'] or 0:.4f} over {res['n']} examples -> {out}")
 
 
 @main.command("likelihood")
@@ -53,25 +54,25 @@ def log_prob_cmd(model, model_opt, device, data, split, n, bpd, divergence, solv
               "CIFAR-10 folder, or a data set name (default: the model's own data set)")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", help="split of a data set / CIFAR-10")
 @click.option("--scheduler", default=None, help="diffusers scheduler folder when MODEL is a model folder without one")
-@click.option("--n", "limit", type=int, default=None, help="only the first N examples (default: all)")
-@click.option("--batch-size", type=int, default=64)
-@click.option("--levels", type=int, default=None, help="integer levels of the data (default: the data's, 256 for images)")
-@click.option("--repeats", type=int, default=1, help="dequantization draws averaged per example")
+@click.option("--n", "limit", type=COUNT, default=None, help="only the first N examples (default: all)")
+@click.option("--batch-size", type=COUNT, default=64)
+@click.option("--levels", type=LEVELS, default=None, help="integer levels of the data (default: the data's, 256 for images)")
+@click.option("--repeats", type=COUNT, default=1, help="dequantization draws averaged per example")
 @solver_option(default="dopri5")
-@click.option("--steps", type=int, default=None, help="steps of a fixed-grid solver (default 1024)")
+@click.option("--steps", type=COUNT, default=None, help="steps of a fixed-grid solver (default 1024)")
 @click.option("--divergence", type=click.Choice(DIVERGENCES), default="hutchinson")
-@click.option("--n-probes", type=int, default=1, help="Hutchinson probes")
-@click.option("--rtol", type=float, default=1e-5)
-@click.option("--atol", type=float, default=1e-5)
-@click.option("--seed", type=int, default=0)
+@click.option("--n-probes", type=COUNT, default=1, help="Hutchinson probes")
+@click.option("--rtol", type=TOLERANCE, default=1e-5)
+@click.option("--atol", type=TOLERANCE, default=1e-5)
+@click.option("--seed", type=SEED, default=0)
 @click.option("--out", type=click.Path(), default="likelihood_out", help="result folder (resumed if it holds this "
               "evaluation; --overwrite starts it afresh)")
 @overwrite_option
-@click.option("--device", default=None, help="cpu | cuda | cuda:N (default: the process's device under accelerate, "
+@click.option("--device", type=DEVICE, default=None, help="cpu | cuda | cuda:N (default: the process's device under accelerate, "
               "else cpu)")
 @click.option("--autocast", type=click.Choice(["no", "bf16", "fp16"]), default="no",
               help="run a diffusers network under autocast (ODE state and log p stay float32)")
-@click.option("--image-size", type=int, default=None, help="side of image files when the model does not say")
+@click.option("--image-size", type=COUNT, default=None, help="side of image files when the model does not say")
 @click.option("--no-progress", "progress", is_flag=True, flag_value=False, default=None)
 def likelihood_cmd(model, model_opt, data, split, scheduler, limit, batch_size, levels, repeats, solver, steps,
                    divergence, n_probes, rtol, atol, seed, out, device, autocast, image_size, progress):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from . import main
+from ._common import DEVICE, SEED
 
 EXPERIMENTS = ("sampling", "guidance", "alignment")  # analysis.reproduce.EXPERIMENTS (that module imports torch)
 
@@ -13,8 +14,8 @@ EXPERIMENTS = ("sampling", "guidance", "alignment")  # analysis.reproduce.EXPERI
 @click.option("--model", default="digits8", help="a shipped score model or a model folder")
 @click.option("--n", "n", type=click.IntRange(min=2), default=16, help="latents per experiment")
 @click.option("--steps", type=click.IntRange(min=2), default=256, help="sampler / estimator steps")
-@click.option("--seed", type=int, default=0)
-@click.option("--device", default="cpu")
+@click.option("--seed", type=SEED, default=0)
+@click.option("--device", type=DEVICE, default="cpu")
 @click.option("--out", type=click.Path(), default="reproduce_out", help="folder for one JSON per experiment")
 def reproduce_cmd(experiment, model, n, steps, seed, device, out):
     """The reference repository's three experiments (sampling.py, guidance.py, score_alignment.py of

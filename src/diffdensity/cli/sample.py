@@ -6,7 +6,8 @@ import json
 import click
 
 from . import main
-from ._common import DIVERGENCES, default_steps, method_choice, model_arg, resolve_model, solver_option
+from ._common import (DEVICE, DIVERGENCES, FINITE, QUANTILE, SEED, UNIT, default_steps, method_choice, model_arg,
+                      resolve_model, solver_option)
 
 # sampler option -> the click parameter holding it
 _OPTION_PARAMS = {"track_logp": "track", "tracker": "tracker", "solver": "solver", "divergence": "divergence",
@@ -46,13 +47,13 @@ def _summary(model, method, steps, n, nfe, seed, device, divergence, options) ->
 @solver_option(help="ODE solver")
 @click.option("--divergence", type=click.Choice(DIVERGENCES), default="hutchinson",
               help="Δ log p estimator where a sampler needs it")
-@click.option("--threshold", type=float, default=4.0, help="hd: the λ where the high-density ODE takes over")
+@click.option("--threshold", type=FINITE, default=4.0, help="hd: the λ where the high-density ODE takes over")
 @click.option("--first", type=click.Choice(["ode", "sde"]), default="ode", help="hd: the sampler before the threshold")
-@click.option("--q", type=float, default=0.6, help="guided samplers: the quantile (higher q, higher log p)")
+@click.option("--q", type=QUANTILE, default=0.6, help="guided samplers: the quantile (higher q, higher log p)")
 @click.option("--noise", default="late", help="stochastic-density-guided: noise window preset (early | late)")
-@click.option("--churn", type=float, default=None, help="distributional / ddim: 0 = DDIM, 1 = DDPM posterior")
-@click.option("--seed", type=int, default=0)
-@click.option("--device", default="cpu", help="cpu | cuda | cuda:N")
+@click.option("--churn", type=UNIT, default=None, help="distributional / ddim: 0 = DDIM, 1 = DDPM posterior")
+@click.option("--seed", type=SEED, default=0)
+@click.option("--device", type=DEVICE, default="cpu", help="cpu | cuda | cuda:N")
 @click.option("--out", type=click.Path(), default="samples", help="output folder (must be new or empty)")
 @click.option("--overwrite", is_flag=True, help="write into an --out that already holds results")
 @click.pass_context

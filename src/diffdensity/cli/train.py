@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from . import main
-from ._common import is_adaptive, parse_kv
+from ._common import FINITE, is_adaptive, parse_kv
 
 __all__ = ["train_options", "options_to_config_dict", "train_command", "train_cmd", "LazyParamsCommand"]
 
@@ -91,8 +91,9 @@ def _field_options(f, hint) -> list[click.Option]:
         eager = {"is_eager": True, "callback": _remember_objective} if f.name == "objective" else {}
         return [click.Option([opt, f.name], type=click.Choice(meta["choices"]), default=default, **kw, **eager)]
     if kind is tuple:
-        return [click.Option([opt, f.name], type=float, nargs=len(default), default=default, **kw)]
-    return [click.Option([opt, f.name], type=kind if kind in (int, float) else str, default=default, **kw)]
+        return [click.Option([opt, f.name], type=FINITE, nargs=len(default), default=default, **kw)]
+    typ = {int: int, float: FINITE}.get(kind, str)
+    return [click.Option([opt, f.name], type=typ, default=default, **kw)]
 
 
 def _train_fields():

@@ -105,7 +105,7 @@ def fit_images(arr, shape, source) -> Tensor:
     x = torch.as_tensor(arr)
     if shape is None or tuple(x.shape[1:]) == tuple(shape):
         return x
-    if x.ndim == 4 and tuple(x.shape[1:]) == (shape[1], shape[2], shape[0]):  # channels last
+    if x.ndim == 4 and len(shape) == 3 and tuple(x.shape[1:]) == (shape[1], shape[2], shape[0]):  # channels last
         return x.permute(0, 3, 1, 2).contiguous()
     if x.ndim == 4 and len(shape) == 2 and x.shape[1] == 1 and tuple(x.shape[2:]) == tuple(shape):
         return x[:, 0]
@@ -150,6 +150,8 @@ def likelihood_data(spec, model, split: str = "test", image_size: int | None = N
     if spec is None:
         ds = model_dataset(model, "pass --data (images, a .npz, a CIFAR-10 folder)")
         return getattr(ds, split), ds.levels
+    if not str(spec).strip():
+        raise ValueError("--data is empty; pass image files, a .npz, a CIFAR-10 folder or a data set name.")
     shape, path = data_shape(model), Path(spec).expanduser()
     if path.suffix == ".npz":
         return fit_images(_npz_images(path), shape, path), 256

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os  # noqa: F401 - the lock opens files through os (tests patch runfolder.os.open)
 from pathlib import Path
 
 from .._io_utils import LOCK_NAME, FolderLock, _start_time  # noqa: F401 - _start_time: used by tests
