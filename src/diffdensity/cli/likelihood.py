@@ -39,10 +39,10 @@ def log_prob_cmd(model, model_opt, device, data, split, n, bpd, divergence, solv
     model = resolve_model(model, model_opt)
     out = output_file(out, overwriting(), inputs=[data, model])
     m = load(model, device=device)
-    values, kind = data_log_prob(m, data, split, n, bpd, repeats, divergence=divergence, solver=solver, steps=steps,
-                                 generator=torch_generator(seed), density=density)
+    values, errs, kind = data_log_prob(m, data, split, n, bpd, repeats, divergence=divergence, solver=solver,
+                                       steps=steps, generator=torch_generator(seed), density=density)
     res = {"model": model, "data": data, "density": density, "n": int(values.shape[0]), kind: values.tolist(),
-           "mean": float(values.mean()),
+           f"{kind}_stderr": None if errs is None else errs.tolist(), "mean": float(values.mean()),
            "standard_error": float(values.std() / values.shape[0] ** 0.5) if values.shape[0] > 1 else None}
     write_json(out, res)
     click.echo(f"{kind}: {res['mean']:.4f} ± {res['standard_error'] or 0:.4f} over {res['n']} examples -> {out}")
@@ -61,21 +61,24 @@ def log_prob_cmd(model, model_opt, device, data, split, n, bpd, divergence, solv
 @solver_option(default="dopri5")
 @click.option("--steps", type=COUNT, default=None, help="steps of a fixed-grid solver (default 1024)")
 @click.option("--divergence", type=click.Choice(DIVERGENCES), default="hutchinson")
-@click.option("--n-probes", type=COUNT, default=1, help="Hutchinson probes")
+@click.option("--n-probes", type=COUNT, default=1, help="Hutchinson probes (per quadrature node: at least 4)")
+@click.option("--nodes", type=click.IntRange(min=0), default=None,
+              help="quadrature nodes of the divergence integral (adaptive solver + Hutchinson; default 128; 0: one "
+                   "probe held for the whole solve)")
 @click.option("--rtol", type=TOLERANCE, default=1e-5)
 @click.option("--atol", type=TOLERANCE, default=1e-5)
 @click.option("--seed", type=SEED, default=0)
 @click.option("--out", type=click.Path(), default="likelihood_out", help="result folder (resumed if it holds this "
               "evaluation; --overwrite starts it afresh)")
 @overwrite_option
-@click.option("--device", type=DEVICE, default=None, help="cpu | cuda | cuda:N (default: the process's device under accelerate, "
+@click.option("--device", type=DEVICE, default=None, help="cpu | cuda | cuda:N (default: the process's device under "
               "else cpu)")
 @click.option("--autocast", type=click.Choice(["no", "bf16", "fp16"]), default="no",
               help="run a diffusers network under autocast (ODE state and log p stay float32)")
 @click.option("--image-size", type=COUNT, default=None, help="side of image files when the model does not say")
 @click.option("--no-progress", "progress", is_flag=True, flag_value=False, default=None)
 def likelihood_cmd(model, model_opt, data, split, scheduler, limit, batch_size, levels, repeats, solver, steps,
-                   divergence, n_probes, rtol, atol, seed, out, device, autocast, image_size, progress):
+                   divergence, n_probes, nodes, rtol, atol, seed, out, device, autocast, image_size, progress):
     """Bits/dim of a whole data set under MODEL (a shipped name, a saved run, or a diffusers folder); writes
     OUT/per_example.npz and OUT/summary.json and resumes an interrupted run.
 
@@ -97,9 +100,12 @@ def likelihood_cmd(model, model_opt, data, split, scheduler, limit, batch_size, 
         res = evaluate_bits_per_dim(m, x, batch_size=batch_size, levels=levels or data_levels or 256, repeats=repeats,
                                     out=out_dir, seed=seed, solver=solver, steps=steps, divergence=divergence,
                                     n_probes=n_probes, rtol=rtol, atol=atol, limit=limit, device=device,
-                                    model_name=model, progress=progress, identity={"data": data, "split": split, "autocast": autocast})
+                                    model_name=model, progress=progress,
+                                    identity={"data": data, "split": split, "autocast": autocast},
+                                    **({} if nodes is None else {"nodes": nodes}))
     from accelerate import PartialState
 
     if PartialState().is_main_process:
-        click.echo(f"bits/dim: {res['mean']:.4f} ± {res['sem'] or 0:.4f} over {res['n']} examples "
+        se = "" if res.get("median_stderr") is None else f"; per-example s.e. (median) {res['median_stderr']:.4f}"
+        click.echo(f"bits/dim: {res['mean']:.4f} ± {res['sem'] or 0:.4f}{se} over {res['n']} examples "
                    f"({res['batches_computed']} batches computed, {res['batches_resumed']} resumed) -> {out}")
