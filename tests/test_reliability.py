@@ -212,3 +212,23 @@ def test_a_prior_returning_b_by_1_gives_one_value_per_sample():
     out = dd.sample_ode(ORACLE, xT, steps=2, track_logp=True, divergence="exact",
                         prior=lambda x: ORACLE.log_prob(x, ORACLE.schedule.lambda_min)[:, None])
     assert out.logp.shape == (3,)
+
+
+BAD_CONFIGS = [
+    ({"lr": float("inf")}, "lr=inf"),
+    ({"lambda_min": float("nan")}, "lambda_min=nan"),
+    ({"dataset": "moons", "net_kwargs": {"hidden": -5}}, r"net_kwargs\['hidden'\]=-5"),
+    ({"net_kwargs": {"no_such": 1}}, "unknown argument 'no_such'"),
+    ({"dataset": "moons", "dataset_kwargs": {"n_train": "many"}}, r"dataset_kwargs\['n_train'\]='many'"),
+    ({"dataset": "folder", "dataset_kwargs": {"grayscale": "False"}}, "True or False"),
+    ({"eval_kwargs": {"divergence": "foo"}}, r"eval_kwargs\['divergence'\]='foo'"),
+    ({"betas": (0.9, float("nan"))}, "betas"),
+]
+
+
+@pytest.mark.parametrize("change,match", BAD_CONFIGS, ids=[m for _, m in BAD_CONFIGS])
+def test_train_config_checks_every_field_and_nested_kwargs(change, match):
+    from diffdensity.training import TrainConfig
+
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(steps=2, out="unused", **change).validate()

@@ -1,6 +1,8 @@
 """Small input checks and broadcasting helpers shared by every module."""
 from __future__ import annotations
 
+import inspect
+import math
 import numbers
 
 import torch
@@ -58,6 +60,44 @@ def check_count(v, name: str, allow_none: bool = False) -> None:
     ok = isinstance(v, numbers.Integral) or (isinstance(v, float) and v.is_integer())
     if isinstance(v, bool) or not ok or v < 1:
         raise ValueError(f"{name}={v!r}: need a positive integer.")
+
+
+def _check_value(name: str, v, default, allowed=None) -> None:
+    """ValueError unless ``v`` fits a parameter whose default is ``default``: a bool for a bool, an integer for an
+    integer (at least 1 where the default is positive, else at least 0), a finite number for a float (non-negative
+    where the default is), a string for a string; and one of ``allowed`` when given."""
+    if allowed is not None:
+        if v not in allowed:
+            raise ValueError(f"{name}={v!r}; choose one of {tuple(allowed)}.")
+        return
+    number = isinstance(v, numbers.Real) and not isinstance(v, bool)
+    if isinstance(default, bool) and not isinstance(v, bool):
+        raise ValueError(f"{name}={v!r}: need True or False.")
+    if isinstance(default, int) and not isinstance(default, bool):
+        low = 1 if default > 0 else 0
+        if not number or not math.isfinite(v) or int(v) != v or v < low:
+            raise ValueError(f"{name}={v!r}: need an integer >= {low}.")
+    elif isinstance(default, float) and (not number or not math.isfinite(v) or (default >= 0 and v < 0)):
+        raise ValueError(f"{name}={v!r}: need a finite number{' >= 0' if default >= 0 else ''}.")
+    elif isinstance(default, str) and not isinstance(v, str):
+        raise ValueError(f"{name}={v!r}: need a string.")
+    elif number and not math.isfinite(v):
+        raise ValueError(f"{name}={v!r}: need a finite number.")
+
+
+def check_kwargs(kwargs, fn, what: str, choices: dict | None = None, exclude=()) -> None:
+    """ValueError unless ``kwargs`` is a dict of parameters of ``fn`` (minus ``exclude``) whose values fit each
+    parameter's default (see :func:`_check_value`) and ``choices`` (parameter -> allowed values)."""
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{what}={kwargs!r}: need a dict of keyword arguments.")
+    params = {k: p for k, p in inspect.signature(fn).parameters.items()
+              if k not in exclude and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    for k, v in kwargs.items():
+        if k not in params:
+            raise ValueError(f"{what} has an unknown argument {k!r}; valid ones: {', '.join(params) or 'none'}.")
+        default = params[k].default
+        _check_value(f"{what}[{k!r}]", v, None if default is inspect.Parameter.empty else default,
+                     (choices or {}).get(k))
 
 
 class NonFiniteError(FloatingPointError):

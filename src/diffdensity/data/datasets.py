@@ -156,6 +156,13 @@ _KWARGS = {
 DATASETS = tuple(_LOADERS)
 
 
+def loader_function(name: str):
+    """The function whose signature lists ``name``'s keyword arguments (for checking them before loading)."""
+    if name not in _LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}.")
+    return _toy if name in TOY2D else _LOADERS[name]
+
+
 def load_dataset(name: str, root=None, **kw) -> Dataset:
     """Load a data set by name (one of :data:`DATASETS`); ``root`` is used by "cifar10" and "folder" only.
 

@@ -112,9 +112,11 @@ class DenoisingConfig(ObjectiveConfig):
 
 
 def _check_eval_kwargs(kw) -> None:
-    """ValueError unless ``kw`` are valid ``log_prob`` arguments for the held-out evaluation."""
+    """ValueError unless ``kw`` are valid ``log_prob`` arguments for the held-out evaluation (names, types, ranges
+    and the choices of solver and divergence, checked against log_prob's signature)."""
     import inspect
 
+    from .._checks import check_kwargs
     from ..registry import SOLVERS
     from ..likelihood import log_prob
 
@@ -129,6 +131,8 @@ def _check_eval_kwargs(kw) -> None:
     for name in ("steps", "n_probes"):
         if kw.get(name) is not None and (not _is_int(kw[name]) or kw[name] < 1):
             raise ValueError(f"eval {name}={kw[name]!r}: need a positive integer.")
+    check_kwargs({k: v for k, v in kw.items() if v is not None}, log_prob, "eval_kwargs",
+                 choices={"divergence": ("hutchinson", "exact"), "solver": SOLVERS.names()})
 
 
 class DenoisingObjective:

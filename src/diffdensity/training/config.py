@@ -129,7 +129,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """ValueError naming the first bad setting; every setting is checked here, before any work starts."""
-        for check in (_check_choices, _check_objective, _check_counts, _check_numbers, _check_run):
+        for check in (_check_choices, _check_finite, _check_objective, _check_counts, _check_numbers, _check_nested,
+                      _check_run):
             check(self)
 
 
@@ -148,6 +149,31 @@ def _check_choices(c: TrainConfig) -> None:
     for name, allowed in table.items():
         if getattr(c, name) not in allowed:
             raise ValueError(f"unknown {name} {getattr(c, name)!r}; choose one of {', '.join(allowed)}.")
+
+
+def _check_finite(c: TrainConfig) -> None:
+    """Every number is finite (``lr=inf``, ``lambda_min=nan`` would pass comparisons or poison the run)."""
+    for f in dataclasses.fields(c):
+        values = getattr(c, f.name)
+        for v in values if isinstance(values, (tuple, list)) else (values,):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{f.name}={values!r}: need a finite number.")
+
+
+def _check_nested(c: TrainConfig) -> None:
+    """dataset_kwargs against the data set loader's signature, net_kwargs against the network's (names, types,
+    ranges), before any work starts."""
+    from .._checks import check_kwargs
+    from ..data.datasets import loader_function
+    from ..data.toy2d import TOY2D
+    from ..nets import MLP, UNet
+
+    check_kwargs(c.dataset_kwargs, loader_function(c.dataset), "dataset_kwargs", exclude=("name", "root"))
+    image = c.dataset not in TOY2D
+    net = UNet.__init__ if (c.net == "unet" or (c.net == "auto" and image)) else MLP.__init__
+    check_kwargs(c.net_kwargs, net, "net_kwargs", exclude=("self",))
+    if "dropout" in c.net_kwargs and not 0.0 <= c.net_kwargs["dropout"] < 1.0:
+        raise ValueError(f"net_kwargs['dropout']={c.net_kwargs['dropout']!r}: need 0 <= dropout < 1.")
 
 
 def _check_objective(c: TrainConfig) -> None:
