@@ -232,3 +232,15 @@ def test_train_config_checks_every_field_and_nested_kwargs(change, match):
 
     with pytest.raises(ValueError, match=match):
         TrainConfig(steps=2, out="unused", **change).validate()
+
+
+@pytest.mark.parametrize("args", [(-100, 100), (-1e6, 1e6), ("-10", 10), (True, 10)])
+def test_schedules_refuse_ranges_float32_cannot_resolve_and_non_numbers(args):
+    with pytest.raises(ValueError, match="float32|need a number"):
+        dd.VP(*args)
+
+
+def test_a_wide_but_resolvable_range_gives_the_closed_form():
+    m = make_mixture(2, seed=0, dtype=torch.float32).diffused(dd.VP(-80, 80))
+    x = m.sample(4, 80.0, generator=0)
+    assert (dd.log_prob(m, x, divergence="exact") - m.log_prob(x, 80.0)).abs().max() < 0.01

@@ -41,6 +41,9 @@ class Schedule:
     """Base class: a forward process x_λ = α(λ) x₀ + σ(λ) ε with λ = log(α²/σ²) in [lambda_min, lambda_max]."""
 
     def __init__(self, lambda_min: float, lambda_max: float):
+        for name, v in (("lambda_min", lambda_min), ("lambda_max", lambda_max)):
+            if isinstance(v, (bool, str, bytes)) or v is None:
+                raise ValueError(f"{name}={v!r}: need a number (a string or bool is not a log-SNR).")
         lambda_min, lambda_max = float(lambda_min), float(lambda_max)
         if not (math.isfinite(lambda_min) and math.isfinite(lambda_max)) or lambda_min >= lambda_max:
             raise ValueError(
@@ -49,6 +52,21 @@ class Schedule:
             )
         self.lambda_min = lambda_min
         self.lambda_max = lambda_max
+        self._check_precision()
+
+    def _check_precision(self) -> None:
+        """ValueError if α² or σ² at an end of the range leaves float32's normal range (then round-off breaks the
+        solves: VP(-100, 100) gave log p off by 1 nat, VP(-1e6, 1e6) samples of std 155)."""
+        try:
+            a, s = self.alpha_sigma(torch.tensor([self.lambda_min, self.lambda_max], dtype=torch.float64))
+        except AttributeError:  # a user subclass that sets its attributes after this constructor
+            return
+        f32 = torch.finfo(torch.float32)
+        sq = torch.cat([a**2, s**2])
+        if not (torch.isfinite(sq).all() and (sq >= f32.tiny).all() and (sq <= f32.max).all()):
+            raise ValueError(f"{type(self).__name__}(lambda_min={self.lambda_min:g}, lambda_max={self.lambda_max:g}): "
+                             "α² or σ² at an end of this λ range is outside float32's range, where round-off makes "
+                             "samples and log p wrong; use a narrower range (VP: |λ| <= 80).")
 
     # --- the one thing a schedule defines -------------------------------------------------------
     def alpha_sigma(self, lam) -> tuple[Tensor, Tensor]:
