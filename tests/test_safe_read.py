@@ -168,3 +168,70 @@ def test_report_does_not_copy_a_linked_png_from_outside(tmp_path):
     (run / "s.json").symlink_to(tmp_path / "secret.json")
     with pytest.raises(ValueError, match="outside the folder"):
         build_report([run], tmp_path / "rep2")
+
+
+# ------------------------------------------------------------------------------------------------ model folders
+@pytest.fixture()
+def folder(tmp_path):
+    import diffdensity as dd
+
+    return dd.save(dd.load("toy2d-moons"), tmp_path / "m")
+
+
+def _rewrite_header(path, edit):
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    edit(header)
+    text = json.dumps(header).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+
+
+def _overlap(h):
+    names = sorted((k for k in h if k != "__metadata__"), key=lambda k: h[k]["data_offsets"][0])
+    a, b = h[names[0]], h[names[1]]
+    if a["data_offsets"][1] - a["data_offsets"][0] == b["data_offsets"][1] - b["data_offsets"][0]:
+        b["data_offsets"] = list(a["data_offsets"])
+    else:
+        b["data_offsets"] = [b["data_offsets"][0] - 4, b["data_offsets"][1] - 4]
+
+
+HOSTILE_FOLDERS = [
+    ("overlapping tensor offsets", lambda f: _rewrite_header(f / "model.safetensors", _overlap), "overlap|gap|span"),
+    ("a size that does not match the shape",
+     lambda f: _rewrite_header(f / "model.safetensors", lambda h: h[next(k for k in h if k != "__metadata__")].update(
+         shape=[10**6])), "claims shape"),
+    ("100,000-deep config.json", lambda f: (f / "config.json").write_text("[" * 100000 + "]" * 100000),
+     "nested deeper"),
+    ("lambda_min as a string", lambda f: (f / "config.json").write_text(
+        (f / "config.json").read_text().replace('"lambda_min": -10.0', '"lambda_min": "-10"')), "must be numbers"),
+    ("net that is not an object", lambda f: (f / "config.json").write_text(
+        json.dumps({**json.loads((f / "config.json").read_text()), "net": [1, 2]})), "net must be an object"),
+    ("weights linked from outside", lambda f: ((f / "model.safetensors").rename(f.parent / "elsewhere"),
+                                               (f / "model.safetensors").symlink_to(f.parent / "elsewhere")),
+     "outside the folder"),
+    ("truncated weights", lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:-7]),
+     "truncated"),
+]
+
+
+@pytest.mark.parametrize("name,spoil,match", HOSTILE_FOLDERS, ids=[c[0] for c in HOSTILE_FOLDERS])
+def test_hostile_model_folders_are_refused(folder, name, spoil, match):
+    import diffdensity as dd
+
+    assert "lambda_min" in (folder / "config.json").read_text()
+    spoil(folder)
+    with pytest.raises(ValueError, match=match):
+        dd.load(folder)
+
+
+def test_save_refuses_weights_that_would_not_load(folder, tmp_path):
+    import torch
+
+    import diffdensity as dd
+
+    m = dd.load(folder)
+    with pytest.raises(ValueError, match="weights do not match"):
+        dd.save(m, tmp_path / "bad", weights={"x": torch.zeros(3)})
+    assert not (tmp_path / "bad" / "model.safetensors").exists()
+    dd.load(dd.save(m, tmp_path / "good", weights=m.net.state_dict()))

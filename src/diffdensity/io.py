@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ._io_utils import atomic_write, clean_temp_files, write_json as _write_json
+from .safe_read import inside, read_json, read_safetensors_header
 from .models import PARAMETRIZATIONS, NetworkModel
 
 __all__ = ["save", "load", "list_models", "PRETRAINED_DIR", "CONFIG_NAME", "WEIGHTS_NAME", "atomic_write",
@@ -119,6 +120,8 @@ def save(model: NetworkModel, path, weights: dict | None = None, **meta) -> Path
     path = Path(path)
     if path.suffix in (".safetensors", ".json"):
         raise ValueError(f"{path}: pass a folder path; save() writes {WEIGHTS_NAME} and {CONFIG_NAME} inside it.")
+    if weights is not None:  # the folder must load: same names and shapes as the network described
+        check_state_dict(model.net, weights, "save(weights=...)")
     state = weights if weights is not None else model.net.state_dict()
     # clone: safetensors refuses tensors that share memory (tied weights)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
@@ -183,10 +186,7 @@ def read_config(folder) -> dict:
     cfg_path = folder / CONFIG_NAME
     if not cfg_path.is_file():
         raise ValueError(f"{cfg_path}: missing; a model folder needs {CONFIG_NAME} and {WEIGHTS_NAME}.")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{cfg_path}: not valid JSON ({e}).") from None
+    cfg = read_json(cfg_path, root=folder, what="model config")  # size and nesting capped, no links out
     if not isinstance(cfg, dict):
         raise ValueError(f"{cfg_path}: expected a JSON object, got {type(cfg).__name__}.")
     if cfg.get("format") != FORMAT:
@@ -197,10 +197,25 @@ def read_config(folder) -> dict:
     missing = [k for k in ("schedule", "net") + kind.required if k not in cfg]
     if missing:
         raise ValueError(f"{cfg_path}: missing keys {missing}.")
-    problem = kind.check(cfg)
+    problem = kind.check(cfg) or _schema_problem(cfg)
     if problem:
         raise ValueError(f"{cfg_path}: {problem}.")
     return cfg
+
+
+def _schema_problem(cfg: dict) -> str | None:
+    """What is wrong with the types of the described entries (schedule, net, transform), or None."""
+    sch, net, tr = cfg["schedule"], cfg["net"], cfg.get("transform")
+    if not isinstance(sch, dict) or not isinstance(sch.get("name"), str):
+        return f"schedule must be an object with a 'name', got {sch!r}"
+    bad = {k: v for k, v in sch.items() if k != "name" and (isinstance(v, bool) or not isinstance(v, (int, float)))}
+    if bad:
+        return f"schedule entries {bad} must be numbers (e.g. \"lambda_min\": -10.0, not a string)"
+    if not isinstance(net, dict) or not isinstance(net.get("type"), str):
+        return f"net must be an object with a 'type', got {str(net)[:80]!r}"
+    if tr is not None and not isinstance(tr, dict):
+        return f"transform must be an object or null, got {str(tr)[:80]!r}"
+    return None
 
 
 def check_state_dict(module: nn.Module, state: dict, source) -> None:
@@ -289,8 +304,10 @@ def load(path_or_name, device=None) -> NetworkModel:
     wpath = folder / WEIGHTS_NAME
     if not wpath.is_file():
         raise ValueError(f"{wpath}: missing; a model folder needs {CONFIG_NAME} and {WEIGHTS_NAME}.")
+    header = read_safetensors_header(wpath, root=folder)  # offsets, sizes, names and shapes before any tensor
+    check_state_dict(model.net, {k: torch.empty(v["shape"], device="meta") for k, v in header.items()}, wpath)
     try:
-        state = load_file(str(wpath))
+        state = load_file(str(inside(folder, wpath)))
     except (SafetensorError, OSError, RuntimeError, ValueError) as e:
         raise ValueError(f"{wpath}: cannot read the weights ({e}); the file is truncated or corrupt.") from None
     check_state_dict(model.net, state, wpath)

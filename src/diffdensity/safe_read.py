@@ -15,7 +15,7 @@ import pickletools
 import re
 from pathlib import Path
 
-__all__ = ["inside", "folder_files", "read_bytes", "read_json", "read_cifar_batch", "read_image",
+__all__ = ["inside", "folder_files", "read_bytes", "read_json", "read_cifar_batch", "read_image", "read_safetensors_header",
            "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_CIFAR_BATCH_BYTES", "MAX_CIFAR_ROWS", "MAX_IMAGE_PIXELS"]
 
 MAX_JSON_BYTES = 4 << 20  # a config.json / summary.json is a few KB
@@ -84,6 +84,61 @@ def read_json(path, root=None, cap: int = MAX_JSON_BYTES, max_depth: int = MAX_J
         return json.loads(text)
     except (json.JSONDecodeError, RecursionError) as e:
         raise ValueError(f"{path}: not valid JSON ({e}); re-create the {what}.") from None
+
+
+# ------------------------------------------------------------------------------------------------ safetensors
+MAX_SAFETENSORS_HEADER = 100 << 20
+_ST_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+                "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def _st_entry(path, name, e, itemsize_of=_ST_ITEMSIZE) -> tuple[int, int]:
+    """(begin, end) of one tensor entry of a safetensors header, after checking its dtype, shape and size."""
+    ok = isinstance(e, dict) and e.get("dtype") in itemsize_of and isinstance(e.get("shape"), list) and isinstance(
+        e.get("data_offsets"), list) and len(e["data_offsets"]) == 2
+    values = (e.get("shape", []) + e.get("data_offsets", [])) if ok else []
+    if not ok or not all(type(v) is int and v >= 0 for v in values):
+        raise ValueError(f"{path}: header entry {name!r} is not a tensor description (dtype, shape, data_offsets).")
+    begin, end = e["data_offsets"]
+    if end - begin != math.prod(e["shape"]) * itemsize_of[e["dtype"]]:
+        raise ValueError(f"{path}: tensor {name!r} claims shape {e['shape']} of {e['dtype']} but spans {end - begin} "
+                         "bytes; the file is corrupt.")
+    return begin, end
+
+
+def read_safetensors_header(path, root=None) -> dict:
+    """The tensor entries of a safetensors file, checked before any tensor is read: a bounded JSON header, known
+    dtypes, sizes that match the shapes, and byte ranges that tile the data exactly (no overlap, no gap, no
+    tail) -> {name: {"dtype", "shape", "data_offsets"}}."""
+    real = inside(root, path) if root is not None else Path(path)
+    size = os.path.getsize(real)
+    with open(real, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 2 <= n <= min(MAX_SAFETENSORS_HEADER, size - 8):
+            raise ValueError(f"{path}: not a safetensors file (header length {n} for a {size}-byte file); the file "
+                             "is truncated or corrupt.")
+        text = f.read(n).decode("utf-8", errors="replace")
+    if _json_depth(text) > 4:
+        raise ValueError(f"{path}: the safetensors header is nested too deeply; the file is corrupt.")
+    try:
+        header = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: the safetensors header is not JSON ({e}); the file is corrupt.") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: the safetensors header is not a JSON object; the file is corrupt.")
+    header.pop("__metadata__", None)
+    spans = sorted(_st_entry(path, k, v) for k, v in header.items())
+    pos = 0
+    for begin, end in spans:
+        if begin != pos:
+            raise ValueError(f"{path}: tensor byte ranges {'overlap' if begin < pos else 'leave a gap'} at byte "
+                             f"{min(begin, pos)}; the file is corrupt or crafted.")
+        pos = end
+    if pos != size - 8 - n:
+        raise ValueError(f"{path}: the tensors span {pos} bytes but the file holds {size - 8 - n}; the file is "
+                         "truncated or corrupt.")
+    return header
 
 
 # ------------------------------------------------------------------------------------------------ CIFAR-10 batches
