@@ -137,3 +137,12 @@ def test_accelerate_launch_without_multi_gpu_is_detected(monkeypatch):
     finally:
         fake.kill()
         fake.wait()
+
+
+def test_train_resume_of_a_checkpoint_without_config_is_one_line(tmp_path):
+    import torch
+
+    (tmp_path / "r").mkdir()
+    torch.save({"version": 2, "step": 3}, tmp_path / "r" / "checkpoint.pt")
+    res = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "r"), "--steps", "4", "--resume"])
+    assert res.exit_code == 1 and "incomplete training checkpoint" in res.output and "Traceback" not in res.output

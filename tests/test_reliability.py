@@ -244,3 +244,68 @@ def test_a_wide_but_resolvable_range_gives_the_closed_form():
     m = make_mixture(2, seed=0, dtype=torch.float32).diffused(dd.VP(-80, 80))
     x = m.sample(4, 80.0, generator=0)
     assert (dd.log_prob(m, x, divergence="exact") - m.log_prob(x, 80.0)).abs().max() < 0.01
+
+
+# ------------------------------------------------------------------ issue 24: training runs are never lost
+def _toy_run(out, **kw):
+    return {**dict(dataset="8gaussians", net="mlp", hidden=16, depth=1, steps=4, checkpoint_every=2, batch_size=16,
+                   out=str(out), progress=False, eval_final=False, cpu=True, log_every=1), **kw}
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_resumes(tmp_path, monkeypatch):
+    import diffdensity.training.checkpoint as ck
+    from diffdensity._io_utils import DiskFullError
+
+    real, calls = torch.save, []
+
+    def full_disk(obj, f, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:  # the step-4 checkpoint: the disk is full
+            raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file "
+                               "data/0: file write failed")
+        return real(obj, f, *a, **k)
+
+    monkeypatch.setattr(ck.torch, "save", full_disk)
+    monkeypatch.setattr("diffdensity._io_utils._low_space", lambda folder, need=1 << 20: True)
+    with pytest.raises(DiskFullError, match="no space left on device.*checkpoint.pt.*kept"):
+        dd.train(**_toy_run(tmp_path / "r"))
+    assert ck.load_checkpoint(tmp_path / "r" / "checkpoint.pt")["step"] == 2
+    monkeypatch.undo()
+    dd.train(**_toy_run(tmp_path / "r", resume=True))
+    assert ck.load_checkpoint(tmp_path / "r" / "checkpoint.pt")["step"] == 4
+
+
+def test_resume_refuses_a_finished_run_without_checkpoint_and_changed_precision_or_root(tmp_path):
+    out = tmp_path / "r"
+    dd.train(**_toy_run(out))
+    with pytest.raises(ValueError, match="mixed_precision"):
+        dd.train(**_toy_run(out, resume=True, steps=6, mixed_precision="bf16"))
+    with pytest.raises(ValueError, match="root"):
+        dd.train(**_toy_run(out, resume=True, steps=6, root=str(tmp_path)))
+    (out / "checkpoint.pt").unlink()
+    before = (out / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="no checkpoint.pt to continue from"):
+        dd.train(**_toy_run(out, resume=True, steps=6))
+    assert (out / "model.safetensors").read_bytes() == before
+
+
+def test_a_checkpoint_without_config_is_a_clear_error(tmp_path):
+    out = tmp_path / "r"
+    dd.train(**_toy_run(out))
+    torch.save({"version": 2, "step": 3}, out / "checkpoint.pt")
+    with pytest.raises(ValueError, match="incomplete training checkpoint"):
+        dd.train(**_toy_run(out, resume=True, steps=6))
+
+
+def test_final_evaluation_interrupted_leaves_a_resumable_checkpoint(tmp_path, monkeypatch):
+    from diffdensity.training.checkpoint import load_checkpoint
+    from diffdensity.training.trainer import Trainer
+
+    def interrupted(self):
+        raise KeyboardInterrupt  # Ctrl-C twice during the final evaluation
+
+    monkeypatch.setattr(Trainer, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dd.train(**{**_toy_run(tmp_path / "r"), "eval_final": True})
+    assert load_checkpoint(tmp_path / "r" / "checkpoint.pt")["step"] == 4
+    assert (tmp_path / "r" / "model.safetensors").exists()

@@ -8,6 +8,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import socket
 import tempfile
 import uuid
@@ -48,8 +49,9 @@ def atomic_write(path, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         _write_and_replace(path, write)
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(e):
+    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError ("file write failed")
+        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(e) or \
+                _low_space(path.parent):
             raise DiskFullError(errno.ENOSPC, f"no space left on device writing {path}; the earlier {path.name} "
                                 f"(if any) is kept: free space and run again (training: --resume)") from None
         raise
@@ -62,6 +64,14 @@ def atomic_write(path, write) -> Path:
     except OSError:
         pass
     return path
+
+
+def _low_space(folder: Path, need: int = 1 << 20) -> bool:
+    """Whether the device holding ``folder`` has less than ``need`` bytes free (a write failed for lack of space)."""
+    try:
+        return shutil.disk_usage(folder).free < need
+    except OSError:
+        return False
 
 
 def _write_and_replace(path: Path, write) -> None:

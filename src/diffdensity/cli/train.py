@@ -130,11 +130,12 @@ def _alias_fields() -> dict:
 def _from_checkpoint(d: dict, given: set) -> dict:
     """--resume: options not given on the command line come from the run's checkpoint (if it has one yet)."""
     from ..training import load_checkpoint
-    from ..training.checkpoint import CHECKPOINT_NAME
+    from ..training.checkpoint import CHECKPOINT_NAME, check_resumable
     from ..training.config import RUN_CONTROL
 
-    if d["out"] is not None and (Path(d["out"]) / CHECKPOINT_NAME).exists():
-        stored = load_checkpoint(Path(d["out"]) / CHECKPOINT_NAME)["config"]
+    path = Path(d["out"]) / CHECKPOINT_NAME if d["out"] is not None else None
+    if path is not None and path.exists():
+        stored = check_resumable(load_checkpoint(path), path)["config"]
         return {k: (v if k in given or k in RUN_CONTROL else stored.get(k, v)) for k, v in d.items()}
     click.echo(f"--resume: no checkpoint in {d['out']} yet, starting a new run", err=True)
     return d

@@ -24,9 +24,10 @@ import torch
 from ..io import atomic_write
 
 __all__ = ["CHECKPOINT_NAME", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "rng_state",
-           "set_rng_state"]
+           "set_rng_state", "check_resumable"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
+_REQUIRED = ("step", "config", "net", "optimizer", "ema")
 CHECKPOINT_VERSION = 2
 
 
@@ -52,6 +53,15 @@ def load_checkpoint(path) -> dict:
         ckpt["version"] = CHECKPOINT_VERSION
     if isinstance(ckpt.get("config"), dict):
         ckpt["config"].setdefault("objective", "denoising")  # the old form: the only objective there was
+    return ckpt
+
+
+def check_resumable(ckpt: dict, path) -> dict:
+    """ValueError naming ``path`` unless the checkpoint holds what a resumed run needs (config, weights, ...)."""
+    missing = [k for k in _REQUIRED if k not in ckpt]
+    if missing or not isinstance(ckpt.get("config"), dict):
+        raise ValueError(f"{path}: an incomplete training checkpoint (missing {missing or ['config']}); it cannot be "
+                         "resumed: start over with --overwrite.")
     return ckpt
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..objectives import OBJECTIVES
 
-__all__ = ["TrainConfig", "STRUCTURAL", "lr_at"]
+__all__ = ["TrainConfig", "STRUCTURAL", "RESUME_FIXED", "lr_at"]
 
 # settings that define the model and the training trajectory; a resumed run must not change them
 STRUCTURAL = (
@@ -24,6 +24,8 @@ STRUCTURAL = (
     "lr_decay", "population", "scoring", "beta", "interaction", "kernel_bandwidth",
     "dequantize", "seed",
 )
+# settings that change what the continued run computes (precision, the data's folder): fixed on resume as well
+RESUME_FIXED = (*STRUCTURAL, "mixed_precision", "root")
 # settings of one invocation, never taken from a stored run
 RUN_CONTROL = ("out", "resume", "overwrite")
 

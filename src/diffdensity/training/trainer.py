@@ -32,10 +32,11 @@ from typing import Callable
 import torch
 
 from ..data.transforms import to_model_space
+from ..io import WEIGHTS_NAME
 from ..objectives import OBJECTIVES
 from ..objectives.protocol import Shard
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import STRUCTURAL, TrainConfig, lr_at
+from .checkpoint import CHECKPOINT_NAME, check_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import RESUME_FIXED, TrainConfig, lr_at
 from .ema import EMA
 from .runfolder import LOG_NAME, prepare_run_folder, truncate_log
 from .signals import StopFlag
@@ -127,12 +128,15 @@ class Trainer:
     def _read_resume_state(self) -> dict | None:
         self.ckpt_path = self.out / CHECKPOINT_NAME
         if not (self.cfg.resume and self.ckpt_path.exists()):
+            if self.cfg.resume and (self.out / WEIGHTS_NAME).exists():
+                raise ValueError(f"{self.out} holds a trained model ({WEIGHTS_NAME}) but no {CHECKPOINT_NAME} to "
+                                 "continue from; pass --overwrite to start over there, or another --out.")
             if self.cfg.resume and self.is_main:
                 truncate_log(self.out, 0)  # killed before its first checkpoint: nothing of it is kept
             return None
-        state = load_checkpoint(self.ckpt_path)
+        state = check_resumable(load_checkpoint(self.ckpt_path), self.ckpt_path)
         stored, mine = state["config"], _jsonable_config(self.cfg)
-        diff = [k for k in STRUCTURAL if k in stored and _norm(stored[k]) != _norm(mine[k])]
+        diff = [k for k in RESUME_FIXED if k in stored and _norm(stored[k]) != _norm(mine[k])]
         if diff:
             raise ValueError(f"{self.ckpt_path}: cannot resume with different settings for {diff} "
                              f"(checkpoint: {[stored[k] for k in diff]}, now: {[mine[k] for k in diff]}).")
@@ -343,7 +347,9 @@ class Trainer:
             self.log(f"signal {stop.signum} received: stopping after step {self.step}, writing {self.ckpt_path}")
             self.checkpoint()
             return
-        if (cfg.eval_final or cfg.eval_every) and callable(getattr(self.objective, "evaluate", None)):
+        evaluates = (cfg.eval_final or cfg.eval_every) and callable(getattr(self.objective, "evaluate", None))
+        if evaluates:  # the trained state first: an interrupted final evaluation never loses the run
+            self.checkpoint()
             self._do_eval()
         if cfg.sample_every and self.is_main and self.step % cfg.sample_every:
             self.sample_png()
