@@ -309,3 +309,20 @@ def test_final_evaluation_interrupted_leaves_a_resumable_checkpoint(tmp_path, mo
         dd.train(**{**_toy_run(tmp_path / "r"), "eval_final": True})
     assert load_checkpoint(tmp_path / "r" / "checkpoint.pt")["step"] == 4
     assert (tmp_path / "r" / "model.safetensors").exists()
+
+
+def test_a_diffusers_model_refuses_another_sample_size():
+    pytest.importorskip("diffusers")
+    from test_adapters import tiny_unet
+
+    from diffusers import DDPMScheduler
+
+    m = dd.from_diffusers(tiny_unet(attn=False), DDPMScheduler(num_train_timesteps=1000))
+    m.score(torch.zeros(2, 1, 8, 8), 0.0)
+    with pytest.raises(ValueError, match="trained on"):
+        m.score(torch.zeros(2, 1, 16, 16), 0.0)
+
+
+def test_log_prob_of_a_network_under_no_grad_is_refused():
+    with pytest.raises(ValueError, match="no_grad"):
+        dd.log_prob(dd.NetworkModel(_NoGrad(), dd.VP()), torch.ones(2, 3), solver="euler", steps=2)

@@ -227,6 +227,20 @@ class _ForeignNetModel(nn.Module):
             raise ValueError(f"lam in [{float(t.min()):.6g}, {float(t.max()):.6g}] is outside the λ range this model "
                              f"was trained on [{lo:.6g}, {hi:.6g}]; pass λ within it (the schedule's range).")
 
+    check_size = True  # set False to run a convolutional network at another resolution on purpose
+
+    def _check_size(self, x: Tensor) -> None:
+        """ValueError if x's sample shape differs from the network's (channels, sample_size): a convolutional
+        network runs at any size and silently gives another model's scores."""
+        cfg = getattr(getattr(self, "net", None), "config", None)
+        size, ch = getattr(cfg, "sample_size", None), getattr(cfg, "in_channels", None)
+        if not self.check_size or not isinstance(size, int) or not isinstance(ch, int) or x.ndim != 4:
+            return
+        if tuple(x.shape[1:]) != (ch, size, size):
+            raise ValueError(f"x has sample shape {tuple(x.shape[1:])} but this network was trained on "
+                             f"{(ch, size, size)}; resize the input (or set model.check_size = False to run it at "
+                             "another size on purpose).")
+
     def _net_dtype(self):
         params = getattr(self.net, "parameters", None)
         p = next(iter(params()), None) if callable(params) else None
@@ -249,6 +263,7 @@ class _ForeignNetModel(nn.Module):
         is set."""
         lam_b = batch_lam(lam, x)
         self._check_range(lam_b)
+        self._check_size(x)
         a, s = self.schedule.coefficients(lam_b, x)
         p = self._predict(x, lam_b, self.condition)
         if self.guided:  # linear in the prediction, so guiding predictions = guiding ε̂ = guiding scores
