@@ -326,3 +326,12 @@ def test_a_diffusers_model_refuses_another_sample_size():
 def test_log_prob_of_a_network_under_no_grad_is_refused():
     with pytest.raises(ValueError, match="no_grad"):
         dd.log_prob(dd.NetworkModel(_NoGrad(), dd.VP()), torch.ones(2, 3), solver="euler", steps=2)
+
+
+def test_check_real_data_refuses_complex_and_bool():
+    from diffdensity._checks import check_real_data
+
+    check_real_data(torch.zeros(2, 3, dtype=torch.uint8))
+    for bad in (torch.zeros(2, 3, dtype=torch.complex64), torch.zeros(2, 3, dtype=torch.bool), [1, 2]):
+        with pytest.raises(TypeError, match="real integer data"):
+            check_real_data(bad)

@@ -149,6 +149,14 @@ def check_flag(v, name: str) -> None:
         raise TypeError(f"{name}={v!r}: pass True or False.")
 
 
+def check_real_data(x, name: str = "x_int") -> None:
+    """TypeError unless x is a real (not complex, not bool) tensor: casting complex data to float silently drops
+    the imaginary part (call from bits_per_dim before its checks)."""
+    if not isinstance(x, Tensor) or x.is_complex() or x.dtype == torch.bool:
+        got = x.dtype if isinstance(x, Tensor) else type(x).__name__
+        raise TypeError(f"{name} has dtype {got}; pass real integer data (e.g. uint8 images).")
+
+
 def check_finite(x: Tensor, name: str) -> None:
     """ValueError naming ``name`` if x contains NaN or inf."""
     if not isinstance(x, Tensor):
