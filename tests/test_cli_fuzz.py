@@ -24,7 +24,7 @@ BASE = {
 FLOATS = [math.nan, math.inf, -math.inf, -1.0, 0.0, 1e-12, 0.5, 1.0, 3.0, 1e6]
 STRINGS = ["", "no-such-thing", "moons", "-1", "1e999"]
 DEVICES = ["cpu", "cpu:1", "cuda:9", "gpu", ""]
-SKIP = {"out", "debug", "help", "model_opt", "progress"}
+SKIP = {"out", "debug", "help", "model_opt", "progress", "threads"}  # --threads: process-wide torch state
 
 
 def _command(path: str) -> click.Command:
@@ -54,8 +54,9 @@ def _values(p: click.Option):
 
 
 def _options(path: str):
-    return [p for p in _command(path).params if isinstance(p, click.Option) and p.name not in SKIP and p.nargs == 1
-            and not p.multiple and p.expose_value is not False or getattr(p, "name", "") in ("overwrite", "device")]
+    """The options to fuzz: single-valued, not --out / --debug / --help (--out is always a fresh folder)."""
+    return [p for p in _command(path).params
+            if isinstance(p, click.Option) and p.name not in SKIP and p.nargs == 1 and not p.multiple]
 
 
 @st.composite

@@ -335,3 +335,13 @@ def test_check_real_data_refuses_complex_and_bool():
     for bad in (torch.zeros(2, 3, dtype=torch.complex64), torch.zeros(2, 3, dtype=torch.bool), [1, 2]):
         with pytest.raises(TypeError, match="real integer data"):
             check_real_data(bad)
+
+
+def test_evaluate_bits_per_dim_input_errors(digits):
+    from diffdensity.evaluate import evaluate_bits_per_dim
+
+    items = [torch.zeros(8, 8), torch.zeros(16, 16)]
+    with pytest.raises(ValueError, match="different shapes"):
+        evaluate_bits_per_dim(digits, items, batch_size=2, levels=17, solver="euler", steps=2, progress=False)
+    with pytest.raises(ValueError, match="levels=0"):
+        evaluate_bits_per_dim(digits, torch.zeros(2, 8, 8), levels=0, solver="euler", steps=2, progress=False)

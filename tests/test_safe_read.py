@@ -235,3 +235,32 @@ def test_save_refuses_weights_that_would_not_load(folder, tmp_path):
         dd.save(m, tmp_path / "bad", weights={"x": torch.zeros(3)})
     assert not (tmp_path / "bad" / "model.safetensors").exists()
     dd.load(dd.save(m, tmp_path / "good", weights=m.net.state_dict()))
+
+
+def _huge_png(path):
+    """A valid PNG whose header claims 100,000 × 100,000 pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    _png(path, np.zeros((2, 2), np.uint8))
+    raw = bytearray(path.read_bytes())
+    ihdr = raw[12:29]  # b"IHDR" + 13 bytes
+    ihdr[4:12] = struct.pack(">II", 100000, 100000)
+    raw[12:29] = ihdr
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)) & 0xFFFFFFFF)
+    path.write_bytes(bytes(raw))
+
+
+HOSTILE_IMAGES = [
+    ("decompression bomb", _huge_png, "more than"),
+    ("not an image", lambda p: p.write_bytes(b"#!/bin/sh\necho hi\n"), "could not read image"),
+    ("truncated", lambda p: (_png(p, np.zeros((64, 64, 3), np.uint8)), p.write_bytes(p.read_bytes()[:60])),
+     "could not read image"),
+]
+
+
+@pytest.mark.parametrize("name,make,match", HOSTILE_IMAGES, ids=[c[0] for c in HOSTILE_IMAGES])
+def test_hostile_images_are_refused(tmp_path, name, make, match):
+    make(tmp_path / "x.png")
+    with pytest.raises(ValueError, match=match):
+        sr.read_image(tmp_path / "x.png", 8, grayscale=False)
