@@ -252,7 +252,7 @@ def _huge_png(path):
 
 
 HOSTILE_IMAGES = [
-    ("decompression bomb", _huge_png, "more than"),
+    ("decompression bomb", _huge_png, "more than|exceeds limit"),
     ("not an image", lambda p: p.write_bytes(b"#!/bin/sh\necho hi\n"), "could not read image"),
     ("truncated", lambda p: (_png(p, np.zeros((64, 64, 3), np.uint8)), p.write_bytes(p.read_bytes()[:60])),
      "could not read image"),
