@@ -345,3 +345,11 @@ def test_evaluate_bits_per_dim_input_errors(digits):
         evaluate_bits_per_dim(digits, items, batch_size=2, levels=17, solver="euler", steps=2, progress=False)
     with pytest.raises(ValueError, match="levels=0"):
         evaluate_bits_per_dim(digits, torch.zeros(2, 8, 8), levels=0, solver="euler", steps=2, progress=False)
+
+
+def test_guided_samplers_take_an_int_seed():
+    xT = torch.zeros(3, 2, dtype=torch.float64)
+    a = dd.sample_stochastic_density_guided(ORACLE, xT, 0.5, "late", steps=64, generator=5, check=False)
+    b = dd.sample_stochastic_density_guided(ORACLE, xT, 0.5, "late", steps=64, check=False,
+                                            generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a.x, b.x)

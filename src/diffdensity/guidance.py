@@ -27,7 +27,7 @@ from .dynamics import Dynamics, ProjectedNoise
 from .evaluation import Divergence, Eval
 from .integrate import Samples, integrate_ode, integrate_sde, prepare
 from .solvers import resolve
-from .sampling import _prior_logp
+from .sampling import _entry, _prior_logp
 
 __all__ = ["InfeasibleGuidance", "DensityGuidedODE", "StochasticDensityGuided", "NOISE_PRESETS", "guidance_quantile",
            "prior_rescale", "median_rescale", "sample_prior_guided", "sample_density_guided",
@@ -230,6 +230,7 @@ def sample_density_guided(model, x_T: Tensor, q: float, steps: int = 64, *, solv
     """Density guidance (Eq 23, math.md §2.5): the DG-ODE from the median-norm latent (``rescale``), so that
     d log p/dλ = −div u + ½√(2D)Φ⁻¹(q) (higher q = higher log p; q = 0.5 is the PF-ODE). ``track_logp`` follows
     log p by the §2.4 rule with ``divergence``. Raises :class:`InfeasibleGuidance` where the rate cannot be met."""
+    generator = _entry(x_T, track_logp, generator)
     prepare(model, x_T)
     solver = resolve(solver)
     if solver.adaptive:
@@ -260,6 +261,7 @@ def sample_stochastic_density_guided(model, x_T: Tensor, q: float, noise, steps:
     φ̃(λ)√g2 projected orthogonal to the score, Δ log p by ``divergence`` ("hutchinson": fresh probes per step, or
     "exact"). ``noise``: "early" | "late" (the reference's windows), a constant or a callable λ ↦ φ̃(λ).
     ``exact_ito`` adds the ŝᵀ∇²log p ŝ Itô term (one HVP per step) so the rate is met exactly in the mean."""
+    generator = _entry(x_T, track_logp, generator)
     prepare(model, x_T)
     check_count(steps, "steps")
     phi = _phi_fn(noise)
