@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from . import main
-from ._common import FINITE, is_adaptive, parse_kv
+from ._common import FINITE, check_launch, is_adaptive, parse_kv
 
 __all__ = ["train_options", "options_to_config_dict", "train_command", "train_cmd", "LazyParamsCommand"]
 
@@ -210,10 +210,12 @@ def train_cmd(ctx, **opts):
     """Train a diffusion model into the run folder OUT (load the result with dd.load(OUT)); --steps and --out are
     required. OUT must not hold an earlier run unless --resume (continue it) or --overwrite (start over).
 
-    Multi-process / multi-GPU: `accelerate launch [--num_processes N] [--cpu] -m diffdensity.cli train ...`.
+    Multi-process / multi-GPU: `accelerate launch --multi_gpu --num_processes N [--cpu] -m diffdensity.cli train ...`.
 
     Example: diffdensity train --dataset digits --net unet --preset digits --steps 2000 --out runs/digits
     """
     from ..training import TrainConfig, train
+
+    check_launch()  # --num_processes N without --multi_gpu starts one process
 
     click.echo(str(train(TrainConfig.from_dict(options_to_config_dict(ctx, opts)))))
