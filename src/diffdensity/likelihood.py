@@ -51,6 +51,9 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "do
     solver = resolve(solver, strict=False, rtol=rtol, atol=atol, control=control, time=_pf_time(time, solver))
     if not solver.adaptive and steps is None and (grid is None or isinstance(grid, str)):
         steps = 1024
+    if solver.adaptive and (steps is not None or (grid is not None and not isinstance(grid, str))):
+        raise ValueError(f"solver={solver.name!r} chooses its own steps (rtol/atol); steps/grid are for the "
+                         "fixed-step solvers.")
     scheme = _scheme(divergence, solver, nodes, precision, return_stderr)
     kw = dict(divergence=divergence, solver=solver, steps=steps, grid=grid, n_probes=n_probes, probe=probe,
               chunk_size=chunk_size, prior=prior, density=density, nodes=nodes, precision=precision,
