@@ -12,7 +12,7 @@ from .dynamics import PFODE
 from .evaluation import Divergence, Eval, evaluate
 from .integrate import Samples, integrate_ode, prepare
 from .quadrature import DEFAULT_NODES, NODE_PROBES, ExampleStreams, log_density_quadrature
-from .solvers import resolve
+from .solvers import Solver, resolve
 from .tracking import _same_lam
 
 __all__ = ["log_prob", "stderr_available", "bits_per_dim", "ode_sde_gap", "data_end", "prior_end", "DEQUANTIZE", "DENSITIES"]
@@ -21,7 +21,7 @@ DEQUANTIZE = ("uniform", "none")
 DENSITIES = ("lambda_max", "data")
 
 
-def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "dopri5", steps: int | None = None,
+def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str | Solver = "dopri5", steps: int | None = None,
              rtol: float = 1e-5, atol: float = 1e-5, n_probes: int = 1, generator: torch.Generator | None = None,
              *, prior=None, probe: str = "rademacher", chunk_size: int | str | None = "auto",
              return_nfe: bool = False, progress=None, time: str | None = None, grid=None, control: str = "example",
@@ -127,6 +127,7 @@ def data_end(schedule, ev: Eval) -> Tensor:
     lam = torch.tensor(float(ev.lam), dtype=torch.float64)
     a, s = (float(v) for v in schedule.alpha_sigma(lam))
     D = ev.x[0].numel()
+    assert ev.lap is not None, "data_end needs the evaluation's Laplacian (lap=True)"
     return D * math.log(a) - 0.5 * s**2 * (flat_sq(ev.s) + ev.lap)
 
 
