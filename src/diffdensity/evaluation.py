@@ -255,6 +255,7 @@ def auto_chunk(x: Tensor, saved_bytes: int) -> int:
 def evaluate(model, lam, x: Tensor, needs=frozenset(), divergence: Divergence | None = None) -> Eval:
     """The one model evaluation of a stage at (λ, x), with Δ log p and/or a lazy HVP if ``needs`` says so."""
     needs = frozenset(needs)
+    lap: Tensor | None
     if not needs <= NEEDS:
         raise ValueError(f"needs={sorted(needs)}; an evaluation can add only {sorted(NEEDS)}.")
     if not needs:

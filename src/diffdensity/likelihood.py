@@ -166,7 +166,7 @@ def _data_dtype(model, x: Tensor) -> torch.dtype:
     return x.dtype if x.is_floating_point() else torch.get_default_dtype()
 
 
-def bits_per_dim(model, x_int: Tensor, levels: int = 256, dequantize: str = "uniform", repeats: int = 1,
+def bits_per_dim(model, x_int: Tensor, levels: int | None = 256, dequantize: str = "uniform", repeats: int = 1,
                  generator: torch.Generator | None = None, *, return_stderr: bool = False, **log_prob_kw):
     """Bits per dimension of integer data -> (batch,); with ``return_stderr`` also each value's Monte-Carlo standard
     error from the divergence probes (``log_prob``'s, math.md §I.4; the draws of u are the estimator's own).
@@ -193,7 +193,7 @@ def bits_per_dim(model, x_int: Tensor, levels: int = 256, dequantize: str = "uni
         raise ValueError(f"levels={levels} but the model's data transform expects {t_levels} levels; pass levels={t_levels}.")
     xf = x_int.to(_data_dtype(model, x_int))
     if dequantize == "uniform":
-        if (xf != xf.round()).any() or (xf < 0).any() or (xf > levels - 1).any():
+        if (xf != xf.round()).any() or (xf < 0).any() or (xf > levels - 1).any():  # type: ignore[operator]  # levels=None here: no transform, see below
             raise ValueError(
                 f"x_int must hold integers in [0, {levels - 1}] for uniform dequantization with levels={levels}; "
                 "pass dequantize='none' for continuous data."
