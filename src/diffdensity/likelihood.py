@@ -195,7 +195,7 @@ def bits_per_dim(model, x_int: Tensor, levels: int | None = 256, dequantize: str
     if dequantize == "uniform":
         if (xf != xf.round()).any() or (xf < 0).any() or (xf > levels - 1).any():  # type: ignore[operator]  # levels=None here: no transform, see below
             raise ValueError(
-                f"x_int must hold integers in [0, {levels - 1}] for uniform dequantization with levels={levels}; "
+                f"x_int must hold integers in [0, {levels - 1}] for uniform dequantization with levels={levels}; "  # type: ignore[operator]  # as above
                 "pass dequantize='none' for continuous data."
             )
     if xf.ndim < 2:
