@@ -26,7 +26,7 @@ __all__ = ["run_demo", "DEMO_SETTINGS"]
 
 # log p of finished digits: Heun on 32 steps with 4 Hutchinson probes (≈ 0.1 bits/dim from dopri5 on digits8)
 DEMO_LOGP = {"divergence": "hutchinson", "n_probes": 4, "solver": "heun", "steps": 32}
-DEMO_SETTINGS = {
+DEMO_SETTINGS: dict[str, dict] = {
     "full": {"n": 24, "steps": 192, "mixture_n": 1000, "mixture_steps": 512, "n_test": 64,
              "thresholds": (8.0, 6.0, 4.0, 2.0, 0.0), "blur_n": 8, "q": (0.3, 0.4, 0.5, 0.6), "nfe": (1, 2, 4, 8, 32),
              "mmd_n": 1024},
@@ -52,13 +52,16 @@ def _mixture(out: Path, n: int, steps: int, seed: int) -> dict:
     m = gm.diffused(sch)
     prior = lambda z: m.log_prob(z, sch.lambda_min)  # noqa: E731
     x_T = m.sample(n, sch.lambda_min, generator=torch.Generator().manual_seed(seed))
+    res: dict
     res, best = {"analysis": "mixture", "n": n, "steps": steps}, None
     for tracker in ("corrected", "em"):
         smp = sample_sde(m, x_T, steps=steps, tracker=tracker, prior=prior, progress=False,
                          generator=torch.Generator().manual_seed(seed + 1))
+        assert smp.logp is not None  # sample_sde tracks log p
         err = smp.logp - m.log_prob(smp.x, sch.lambda_max)
         res[tracker] = {"mean_error": err.mean().item(), "mean_abs_error": err.abs().mean().item(), "nfe": smp.nfe}
         best = smp if tracker == "corrected" else best
+    assert best is not None and best.logp is not None  # the corrected tracker ran
     k = min(n, 256)
     lp, nfe = log_prob(m, best.x[:k], divergence="exact", prior=prior, return_nfe=True)
     res["pf_ode_log_prob"] = {"mean_abs_error": (lp - m.log_prob(best.x[:k], sch.lambda_max)).abs().mean().item(),

@@ -26,7 +26,7 @@ from ._checks import at, bcast, check_count, flat_dot, flat_sq, per_sample
 from .dynamics import Dynamics, ProjectedNoise
 from .evaluation import Divergence, Eval
 from .integrate import Samples, integrate_ode, integrate_sde, prepare
-from .solvers import resolve
+from .solvers import Solver, resolve
 from .sampling import _prior_logp
 
 __all__ = ["InfeasibleGuidance", "DensityGuidedODE", "StochasticDensityGuided", "NOISE_PRESETS", "guidance_quantile",
@@ -91,7 +91,7 @@ class _Guided(Dynamics):
         self.quant = guidance_quantile(self.q, D)
         self.check = check
         self._prev: Tensor | None = None
-        self._prev_lam = None
+        self._prev_lam: float | None = None
 
     def _monitor(self, ev: Eval, active: bool) -> None:
         """Stop on a non-finite state/score, or on a guided step that crossed a maximum of log p."""
@@ -210,7 +210,7 @@ def _run_guided(run: Callable[[float, bool], Samples], q: float, n: int, search:
 
 # --- samplers ---------------------------------------------------------------------------------------------------
 
-def sample_prior_guided(model, x_T: Tensor, q: float, steps: int = 64, *, solver: str = "euler",
+def sample_prior_guided(model, x_T: Tensor, q: float, steps: int = 64, *, solver: str | Solver = "euler",
                         track_logp: bool = False, divergence: str = "hutchinson", generator=None, n_probes: int = 1,
                         prior=None, callback=None, progress=None) -> Samples:
     """Prior guidance (math.md §2.3): the latent rescaled to norm σ_T·χ_D⁻¹(1 − q) (higher q = higher log p),
@@ -223,7 +223,7 @@ def sample_prior_guided(model, x_T: Tensor, q: float, steps: int = 64, *, solver
                       progress=progress)
 
 
-def sample_density_guided(model, x_T: Tensor, q: float, steps: int = 64, *, solver: str = "euler",
+def sample_density_guided(model, x_T: Tensor, q: float, steps: int = 64, *, solver: str | Solver = "euler",
                           track_logp: bool = False, divergence: str = "exact", generator=None, n_probes: int = 1,
                           rescale: bool = True, prior=None, check: bool = True, search: bool = True,
                           bisect_iters: int = 6, callback=None, progress=None) -> Samples:

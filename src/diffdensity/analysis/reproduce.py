@@ -26,7 +26,8 @@ def _sampling(m, x_T: Tensor, steps: int, g, echo) -> dict:
     """sampling.py: Theorem-1 tracking against the ODE, then high-density sampling per threshold."""
     smp = sample_sde(m, x_T, steps=steps, generator=g(1))
     gap = ode_sde_gap(m, smp, generator=g(2), **REPRODUCE_LOGP)
-    res = {"sde_tracked_logp": float(smp.logp.mean()), "ode_logp": float((smp.logp - gap).mean()),
+    assert smp.logp is not None  # sample_sde tracks log p
+    res: dict = {"sde_tracked_logp": float(smp.logp.mean()), "ode_logp": float((smp.logp - gap).mean()),
            "gap": float(gap.mean()), "nfe": smp.nfe, "hd": {}}
     echo(f"SDE sampling: average tracked logp {res['sde_tracked_logp']:.2f}, "
          f"ODE estimate of the same samples {res['ode_logp']:.2f} (difference {res['gap']:+.2f})")
