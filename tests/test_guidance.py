@@ -241,9 +241,8 @@ def test_cli_guide(tmp_path):
 # --- the feasibility monitor: no false alarms (issue 23) ---------------------------------------------------------
 
 def test_turning_score_under_late_noise_is_no_false_alarm():
-    """D = 2 mixture, late noise, q = 0.5: the noise carries samples across modes, so some score reverses within one
-    step (the old single-step check stopped here). Every sample still ends near its target, and the path-summed
-    monitor runs it through, bit for bit the unchecked run."""
+    """D = 2, late noise, q = 0.5: noise turns some score within a step (the old check stopped here), yet every
+    sample ends near its target; the path-summed monitor runs it through, bit for bit the unchecked run."""
     D = 2
     m = make_mixture(D, seed=0).diffused(VP)
     xT = prior_latents(64, D)

@@ -125,10 +125,8 @@ class _Guided(Dynamics):
         return out
 
     def _account(self, x: Tensor, s: Tensor, h: float, lam: float) -> None:
-        """One step: e_k = ½⟨s_{k+1} − s_k, δ_k⟩ (the trapezoid rule's log-density gain minus the left point's) for the
-        correction's displacement δ_k = h·rate·s_k/‖s_k‖² (the miss, summed signed), and for the PF-ODE's and the
-        noise's displacements (the step error the solver makes anyway, summed absolute); stops where the miss is
-        beyond MONITOR_ATOL + MONITOR_K × that error."""
+        """One step: e_k = ½⟨s_{k+1} − s_k, δ_k⟩ (trapezoid minus left-point gain) summed signed for the correction's δ_k
+        (the miss) and absolute for the PF-ODE's and noise's (the step error); stop where miss > ATOL + K·error."""
         prev, ds = self._prev, s - self._prev
         sq = flat_sq(prev).clamp_min(torch.finfo(prev.dtype).tiny)
         req = h * self._rate

@@ -213,9 +213,8 @@ def _alignment(run: _Run, x_T: Tensor) -> dict:
 
 def reproduce(model, experiments=EXPERIMENTS, quick: bool = False, n: int | None = None, steps: int | None = None,
               seed: int = 0, out=None, echo=print, device=None) -> dict:
-    """Run ``experiments`` (of :data:`EXPERIMENTS`) at the reference's sizes (``quick``: small ones; ``n``/``steps``
-    override), ``echo`` their lines and, with ``out``, write one JSON per experiment; returns experiment -> results
-    (each with ``lines``: the printed quantities in order)."""
+    """Run ``experiments`` at the reference's sizes (``quick``: small; ``n``/``steps`` override), ``echo`` their lines,
+    write one JSON each into ``out``; returns experiment -> results (``lines``: the printed quantities in order)."""
     run_fn = {"sampling": _sampling, "guidance": _guidance, "alignment": _alignment}
     unknown = [e for e in experiments if e not in run_fn]
     if unknown:
