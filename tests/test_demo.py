@@ -80,3 +80,27 @@ def test_demo_refuses_bad_models_and_devices_before_any_work(tmp_path):
         res = CliRunner().invoke(main, ["demo", "--quick", "--out", str(tmp_path / "d"), *args])
         assert res.exit_code == 1 and msg in res.output and "Traceback" not in res.output, res.output
         assert not (tmp_path / "d" / "mixture").exists()  # refused before the first panel
+
+
+def test_demo_finds_the_held_out_data_of_a_folder_run(tmp_path):
+    """A run trained on an image folder records its root (in the run's training config); the demo reads its held-out
+    split from there instead of failing with "folder needs root=" (issue 23)."""
+    import numpy as np
+    from PIL import Image
+
+    from diffdensity.demo import _held_out_images
+    from diffdensity.io import load
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(imgs / f"{i:02d}.png")
+    run = tmp_path / "run"
+    res = CliRunner().invoke(main, ["train", "--dataset", "folder", "--root", str(imgs), "--data-opt", "size=8",
+                                    "--data-opt", "grayscale=true", "--net", "mlp", "--hidden", "16", "--depth", "1",
+                                    "--steps", "2", "--batch-size", "4", "--eval-every", "0", "--sample-every", "0",
+                                    "--device", "cpu", "--no-progress", "--out", str(run)])
+    assert res.exit_code == 0, res.output
+    test = _held_out_images(load(str(run)))
+    assert test.shape[0] >= 1 and tuple(test.shape[-2:]) == (8, 8)
