@@ -187,7 +187,6 @@ def _run_panel(out: Path, model: str, score_model) -> bool:
         ax.plot([s for s, _ in loss], [v for _, v in loss], lw=1)
         ax.set_xlabel("step")
         ax.set_ylabel("training loss per dimension")
-        ax.set_yscale("log")
         save_figure(fig, out / "run", "loss.png")
     return True
 

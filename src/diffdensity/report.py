@@ -183,8 +183,9 @@ def _summary(found: list) -> str:
         f"<tr><td><a href='#{f['anchor']}'>{html.escape(f['claim'])}</a> <span class='src'>{html.escape(f['source'])}"
         f"</span></td><td class='n'>{html.escape(f['number'])}</td><td>{_badge(f['verdict'])}</td>"
         f"<td>{html.escape(f['measure'])}</td></tr>" for f in found)
-    return (f"<section id='findings'><h2>Findings</h2><div class='scroll'><table class='findings'><tr><th>claim "
-            f"(paper)</th><th>our number (± s.e. or 95 % interval)</th><th>verdict</th><th>measured as</th></tr>{rows}"
+    head = ("<tr><th>claim (paper) or measurement</th><th>our number (± s.e. or 95 % interval)</th><th>verdict</th>"
+            "<th>measured as</th></tr>")
+    return (f"<section id='findings'><h2>Findings</h2><div class='scroll'><table class='findings'>{head}{rows}"
             f"</table></div></section>")
 
 

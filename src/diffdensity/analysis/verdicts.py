@@ -229,7 +229,22 @@ def _likelihood(data: dict, model: str) -> dict:
                    "bits/dim", number, "measured", line, ["", "bits/dim", "n"], rows)
 
 
-_FINDINGS = {"mixture": _mixture, "threshold": _threshold, "png": _png, "blur": _blur, "fig4": _fig4,
+def _run(data: dict, model: str) -> dict:
+    d = _pick(data, "configuration") or {}
+    c = d.get("configuration", {})
+    keys = ("dataset", "root", "objective", "net", "preset", "steps", "batch_size", "lr", "weighting", "seed")
+    rows = [[k, str(c[k])] for k in keys if c.get(k) not in (None, "", {})]
+    loss = d.get("final_loss_per_dim")
+    rows.append(["final training loss per dim", _pm(loss, digits=4)])
+    card = d.get("model_card")
+    rows += [[f"model card: {k}", _pm(v, digits=4) if isinstance(v, float) else str(v)] for k, v in card.items()] \
+        if isinstance(card, dict) else [["model card", str(card)]]
+    line = f"trained on {c.get('dataset', '?')} for {c.get('step', c.get('steps', '?'))} steps."
+    return _result("run", f"the model under study: {model}", "", "training", f"loss/dim {_pm(loss, digits=4)}",
+                   "measured", line, ["setting", "value"], rows)
+
+
+_FINDINGS = {"run": _run, "mixture": _mixture, "threshold": _threshold, "png": _png, "blur": _blur, "fig4": _fig4,
              "guidance": _guidance, "distributional": _distributional, "likelihood": _likelihood}
 
 
