@@ -148,6 +148,7 @@ def test_findings_come_first_and_fit_the_first_screen(tmp_path):
     assert 'data-overflow="no"' in dom and 'data-images-ok="yes"' in dom
     phone = _framed(index, 390, 844)
     assert 'data-viewport="390x844"' in phone and 'data-overflow="no"' in phone, phone[:400]
+    assert int(phone.split('data-findings-bottom="')[1].split('"')[0]) < 2500  # findings stack, not squeeze
     shot = tmp_path / "first_screen.png"
     _chromium_at(index, (1400, 900), f"--screenshot={shot}")
     from PIL import Image

@@ -56,7 +56,7 @@ PANELS = {
 }
 
 _CSS = """*{box-sizing:border-box}body{font-family:system-ui,sans-serif;max-width:1240px;margin:0 auto;padding:.6em 1em;
-color:#222;line-height:1.35;overflow-wrap:anywhere}h1{font-size:1.45em;margin:.3em 0}
+color:#222;line-height:1.35;overflow-wrap:break-word}h1{font-size:1.45em;margin:.3em 0}
 h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}p{margin:.35em 0}
 figure{display:inline-block;margin:.4em;vertical-align:top;max-width:100%}figure img{max-width:100%;border:1px solid #eee}
 figure:has(>img.px){display:block}figure img.px{image-rendering:pixelated;image-rendering:crisp-edges;width:100%}
@@ -68,7 +68,10 @@ table.findings td.n{white-space:nowrap;font-variant-numeric:tabular-nums}
 .v-holds{background:#d8f0dc;color:#13531f}.v-does-not-hold{background:#f8d7d5;color:#7a1610}
 .v-within-noise{background:#fbefc9;color:#6b4e00}.v-not-measured,.v-measured{background:#e6e8ec;color:#333}
 p.verdict{font-size:1.02em}p.desc{max-width:62em;color:#333}.src{color:#777;font-size:.8em}
-details{margin:.4em 0}summary{cursor:pointer;color:#225}"""
+details{margin:.4em 0}summary{cursor:pointer;color:#225}
+@media (max-width:700px){table.findings,table.findings tbody,table.findings tr,table.findings td{display:block}
+table.findings tr:first-child{display:none}table.findings tr{border:1px solid #ddd;margin:.4em 0;padding:.2em .4em}
+table.findings td{border:0;padding:1px 0}table.findings td.n{font-weight:600}}"""
 
 # on load: every image loaded, the page's horizontal overflow and where the findings table ends (read by the tests)
 _SCRIPT = """window.addEventListener('load',function(){var im=document.images,ok=true,b=document.body;
