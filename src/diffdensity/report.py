@@ -193,13 +193,15 @@ def _summary(found: list) -> str:
 
 
 def _folders(run_dirs) -> list[Path]:
-    """The analysis folders among ``run_dirs`` (a folder, or each sub-folder of a folder holding no outputs itself)."""
-    has = lambda p: any(p.glob("*.json")) or any(p.glob("*.png"))  # noqa: E731
+    """The analysis folders among ``run_dirs``: a folder's sub-folders with outputs, else the folder itself; a built
+    report (a folder with an index.html) is not one."""
+    has = lambda p: (any(p.glob("*.json")) or any(p.glob("*.png"))) and not (p / "index.html").exists()  # noqa: E731
     folders = []
     for d in map(Path, run_dirs):
         if not d.is_dir():
             raise ValueError(f"{d}: not a folder of analysis outputs (JSON and PNG files).")
-        folders += [s for s in ([d] if has(d) else sorted(p for p in d.iterdir() if p.is_dir())) if has(s)]
+        subs = [p for p in sorted(d.iterdir()) if p.is_dir() and has(p)]
+        folders += subs or ([d] if has(d) else [])
     return folders
 
 
