@@ -19,11 +19,9 @@ EXPERIMENTS = ("sampling", "guidance", "alignment")  # analysis.reproduce.EXPERI
 @click.option("--device", default="cpu")
 @click.option("--out", type=click.Path(), default="reproduce_out", help="folder for one JSON per experiment")
 def reproduce_cmd(experiment, model, quick, n, steps, seed, device, out):
-    """The __main__ blocks of sampling.py, guidance.py and score_alignment.py of rafalkarczewski/diffusion-density
-    on MODEL: their grids, step and sample counts, their printed lines with our values; our variants beside
-    (lines starting "ours:"), differing conventions once (lines starting "#").
+    """The reference's sampling.py, guidance.py and score_alignment.py __main__ blocks on MODEL: their lines, our values.
 
-    Example: diffdensity reproduce --quick   (the reference's sizes without --quick: slow on a CPU)
+    Example: diffdensity reproduce --quick   (without --quick: the reference's sizes, slow on a CPU)
     """
     from ..analysis import reproduce
     from ..io import load
