@@ -78,6 +78,13 @@ def test_values_are_the_librarys(run):
     a = dd.score_alignment(model, x_T, 1.0, "score", steps=cfg["steps"])
     b = dd.score_alignment(model, x_T, 1.0, "no_score", steps=cfg["steps"], generator=torch.Generator().manual_seed(1))
     assert res["alignment"]["lines"][0]["value"] == pytest.approx(float(np.corrcoef(a.numpy(), b.numpy())[0, 1]))
+    # the first prior-guidance line: their norm quantile 0.001 is our q = 0.999; log p by their encoder
+    g = settings_for("guidance", quick=True)
+    x_T = prior_latents(model, g["n"], torch.Generator().manual_seed(0))
+    x = dd.sample_prior_guided(model, x_T, 1 - 0.001, steps=g["steps"]).x
+    lp = dd.log_prob(model, x, divergence="hutchinson", n_probes=1, solver="euler", steps=g["encoder_steps"],
+                     grid="lambda", generator=torch.Generator().manual_seed(1))
+    assert res["guidance"]["lines"][0]["value"] == pytest.approx(float(lp.mean()), abs=1e-6)
     dens = [r for r in res["guidance"]["lines"] if r["line"].startswith("Density guidance")]
     assert [round(r["value"], 6) for r in dens[:6]] == [round(r["mean"], 6) for r in res["guidance"]["density"]]
     assert [r["q"] for r in res["guidance"]["prior"]] == pytest.approx(
