@@ -104,3 +104,24 @@ def test_demo_finds_the_held_out_data_of_a_folder_run(tmp_path):
     assert res.exit_code == 0, res.output
     test = _held_out_images(load(str(run)))
     assert test.shape[0] >= 1 and tuple(test.shape[-2:]) == (8, 8)
+
+
+def test_other_models_are_reported_apart(tmp_path):
+    """The demo's page judges the model under study: the exact mixture and the distributional pair come after their
+    own heading and stay out of the findings; a run's own panel (configuration, loss, card) comes first."""
+    from diffdensity.demo import _report
+
+    for name, obj in (("run", {"analysis": "run", "title": "The model: r", "configuration": {"dataset": "digits"}}),
+                      ("mixture", {"analysis": "mixture", "corrected": {"mean_error": 0.0, "mean_abs_error": 0.1,
+                                                                        "nfe": 9}, "em": {"mean_error": 1.0,
+                                                                                          "mean_abs_error": 1.0, "nfe": 8}}),
+                      ("likelihood", {"analysis": "likelihood", "model": "r", "bits_per_dim": 2.0, "sem": 0.1})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.json").write_text(json.dumps(obj))
+    summary = {"model": "r", "version": "x", "seed": 0, "quick": True, "device": "cpu", "seconds": 1.0}
+    page = _report(tmp_path, summary, is_run=True).read_text()
+    findings = page[page.index("id='findings'"):page.index("</section>")]
+    assert "the model under study: r" in findings and "bits/dim" in findings and "Theorem 1" not in findings
+    h2 = [page.index(f">{h}") for h in ("The model: r</h2>", "Held-out bits per dimension</h2>",
+                                         "Other models", "Exact mixture: SDE tracking against the closed form</h2>")]
+    assert h2 == sorted(h2), h2
