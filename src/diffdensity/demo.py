@@ -214,7 +214,7 @@ def _labelled_grid(out: Path, model, sweep: dict, k: int = 8, scale: int = 8) ->
     for i, (label, imgs, lp) in enumerate(tiles):
         draw.text((2, i * ch + ch // 2 - 6), label, fill="black")
         for j, (im, v) in enumerate(zip(imgs, lp)):
-            tile = Image.fromarray(im).convert("RGB").resize((w * scale, h * scale), Image.NEAREST)
+            tile = Image.fromarray(im).convert("RGB").resize((w * scale, h * scale), Image.Resampling.NEAREST)
             canvas.paste(tile, (lw + j * cw, i * ch))
             draw.text((lw + j * cw + 2, i * ch + h * scale + 2), f"{v:.0f}", fill="black")
     canvas.save(out / "threshold" / "threshold_grid.png")

@@ -18,7 +18,7 @@ a mode) is no alarm unless it costs that much log-density.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from scipy.stats import chi
@@ -99,7 +99,13 @@ class _Guided(Dynamics):
         self.check = check
         self._prev: Tensor | None = None
         self._prev_lam: float | None = None
-        self._rate = self._pf = self._x = self._miss = self._err = None
+        # the previous evaluation's requested rate, PF-ODE rate and state, and each sample's running shortfall and
+        # error estimate (typed Any: None until the first evaluation, tensors after)
+        self._rate: Any = None
+        self._pf: Any = None
+        self._x: Any = None
+        self._miss: Any = None
+        self._err: Any = None
 
     def _monitor(self, ev: Eval, rate) -> None:
         """Stop on a non-finite state/score, or once a sample's realised extra log-density misses the requested one
@@ -111,7 +117,7 @@ class _Guided(Dynamics):
         if bad.any():
             raise _Stop(float(ev.lam), int(bad.sum()), "have a non-finite state or score")
         lam = float(ev.lam)
-        if self._prev is not None and lam != self._prev_lam and self._rate is not None:
+        if self._prev is not None and self._prev_lam is not None and lam != self._prev_lam and self._rate is not None:
             self._account(ev.x, s, lam - self._prev_lam, lam)
         if self._prev is None or lam != self._prev_lam or rate is None:
             self._rate = None if rate is None else per_sample(rate, s).detach()
@@ -127,7 +133,9 @@ class _Guided(Dynamics):
     def _account(self, x: Tensor, s: Tensor, h: float, lam: float) -> None:
         """One step: e_k = ½⟨s_{k+1} − s_k, δ_k⟩ (trapezoid minus left-point gain) summed signed for the correction's δ_k
         (the miss) and absolute for the PF-ODE's and noise's (the step error); stop where miss > ATOL + K·error."""
-        prev, ds = self._prev, s - self._prev
+        prev = self._prev
+        assert prev is not None  # _monitor calls this only after a first evaluation
+        ds = s - prev
         sq = flat_sq(prev).clamp_min(torch.finfo(prev.dtype).tiny)
         req = h * self._rate
         e = 0.5 * req * flat_dot(ds, prev) / sq

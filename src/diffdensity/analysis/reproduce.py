@@ -7,6 +7,8 @@ Their ``linspace(a, b, N)`` Euler grids are N − 1 steps: ``steps`` here counts
 """
 from __future__ import annotations
 
+from typing import Any
+
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +31,11 @@ __all__ = ["reproduce", "EXPERIMENTS", "REFERENCE", "QUICK", "reference_prints",
 EXPERIMENTS = ("sampling", "guidance", "alignment")
 FILES = {"sampling": "sampling.py", "guidance": "guidance.py", "alignment": "score_alignment.py"}
 # the reference's sizes (steps = grid points − 1) and a small run of the same shape (``quick``)
-REFERENCE = {"sampling": {"n": 64, "steps": 1023, "thresholds": (8.0, 6.0, 4.0, 2.0)},
+REFERENCE: dict[str, dict[str, Any]] = {"sampling": {"n": 64, "steps": 1023, "thresholds": (8.0, 6.0, 4.0, 2.0)},
              "guidance": {"n": 64, "steps": 63, "sdg_steps": 127, "encoder_steps": 1023, "points": 6,
                           "sdg_points": 3},
              "alignment": {"n": 128, "steps": 1023, "lambda": 1.0}}
-QUICK = {"sampling": {"n": 8, "steps": 63}, "guidance": {"n": 8, "steps": 15, "sdg_steps": 31, "encoder_steps": 63},
+QUICK: dict[str, dict[str, Any]] = {"sampling": {"n": 8, "steps": 63}, "guidance": {"n": 8, "steps": 15, "sdg_steps": 31, "encoder_steps": 63},
          "alignment": {"n": 8, "steps": 63}}
 # the reference's printed lines, in order (text before the value; {thr} etc. filled by reference_prints)
 CONVENTIONS = {
@@ -129,21 +131,24 @@ def _sampling(run: _Run, x_T: Tensor) -> dict:
     m, S = run.model, run.cfg["steps"]
     refs = reference_prints("sampling", 0, run.cfg)
     ode = sample_ode(m, x_T, steps=S, solver="euler", grid="lambda", track_logp=True, generator=run.g(), progress=False)
+    assert ode.logp is not None  # tracked
     ode_lp, ode_enc = ode.logp.double().cpu(), run.encode(ode.x)
     run.say(refs[0], _corr(ode_lp, ode_enc), "{:.4f}")
     noise = run.seed + 1000
     em = sample_sde(m, x_T, steps=S, tracker="em", generator=torch.Generator().manual_seed(noise), progress=False)
+    assert em.logp is not None  # tracked
     em_lp, em_enc = em.logp.double().cpu(), run.encode(em.x)
     run.say(refs[1], _corr(em_lp, em_enc), "{:.4f}", "  (their tracker: Euler–Maruyama on the augmented SDE)")
     cor = sample_sde(m, x_T, steps=S, tracker="corrected", generator=torch.Generator().manual_seed(noise),
                      progress=False)
+    assert cor.logp is not None  # tracked
     cor_lp, cor_enc = cor.logp.double().cpu(), run.encode(cor.x)
     run.say("corrected tracker, same noise: correlation ", _corr(cor_lp, cor_enc), "{:.4f}", ours=True)
     gap = summary(cor_lp - cor_enc)
     run.say("SDE sampling: average tracked logp ", float(cor_lp.mean()), tail=f", ODE estimate of the same samples "
             f"{float(cor_enc.mean()):.2f} (difference {gap['mean']:+.2f} ± {gap['sem']:.2f})", ours=True)
     run.say(refs[2], float(ode_lp.mean()))
-    res = {"n": int(x_T.shape[0]), "steps": S, "rev_ode_logp": ode_lp.tolist(), "fwd_ode_logp": ode_enc.tolist(),
+    res: dict[str, Any] = {"n": int(x_T.shape[0]), "steps": S, "rev_ode_logp": ode_lp.tolist(), "fwd_ode_logp": ode_enc.tolist(),
            "sde_em_logp": em_lp.tolist(), "sde_em_encoded": em_enc.tolist(), "sde_corrected_logp": cor_lp.tolist(),
            "sde_corrected_encoded": cor_enc.tolist(), "nfe": cor.nfe, "hd": {}, "hd_ours": {}}
     for thr, ref in zip(run.cfg["thresholds"], refs[3:]):
@@ -175,7 +180,7 @@ def _guidance(run: _Run, x_T: Tensor) -> dict:
     m, c = run.model, run.cfg
     D = x_T[0].numel()
     refs = reference_prints("guidance", D, c)
-    res = {"n": int(x_T.shape[0]), "prior": [], "density": [], "stochastic": []}
+    res: dict[str, Any] = {"n": int(x_T.shape[0]), "prior": [], "density": [], "stochastic": []}
     for qn, ref in zip(_prior_qs(D, c["points"]), refs):
         lp = run.encode(sample_prior_guided(m, x_T, float(1.0 - qn), steps=c["steps"], progress=False).x)
         res["prior"].append({"q_norm": float(qn), "q": float(1.0 - qn), **summary(lp)})

@@ -7,6 +7,8 @@ otherwise; a panel whose JSON lacks the quantities is *not measured*. Works on t
 """
 from __future__ import annotations
 
+from typing import Any
+
 import math
 
 __all__ = ["VERDICTS", "finding", "findings", "directional", "interval_verdict", "spearman_interval", "paired"]
@@ -118,7 +120,9 @@ def _png(data: dict, model: str) -> dict:
         return _missing("png", claim, "ICLR 2025, Fig. 6")
     from scipy import stats
 
-    rows, lp, png = [], [], []
+    rows: list = []
+    lp: list[float] = []
+    png: list[float] = []
     for name, s in d["sets"].items():
         ps = s.get("per_sample", {})
         lp, png = lp + ps.get("logp", []), png + ps.get("png", [])
@@ -128,7 +132,7 @@ def _png(data: dict, model: str) -> dict:
     if len(lp) < 4:
         return _missing("png", claim, "ICLR 2025, Fig. 6")
     c = {"spearman": float(stats.spearmanr(lp, png)[0]), "pearson": float(stats.pearsonr(lp, png)[0]), "n": len(lp)}
-    lo, hi = spearman_interval(c["spearman"], c["n"])
+    lo, hi = spearman_interval(c["spearman"], len(lp))
     rows.append(["pooled", c["n"], f"{c['spearman']:.2f} [{lo:.2f}, {hi:.2f}]", f"{c['pearson']:.2f}"])
     number = f"ρ = {c['spearman']:.2f} [{lo:.2f}, {hi:.2f}]"
     line = f"Spearman ρ of log p with PNG size, pooled over {c['n']} images: {number} (95 % interval)."
@@ -253,7 +257,7 @@ def finding(panel: str, data: dict, model: str = "") -> list[dict]:
     fn = _FINDINGS.get(panel)
     if fn is None:
         return []
-    out = fn(data, model)
+    out: Any = fn(data, model)
     return out if isinstance(out, list) else [out]
 
 
