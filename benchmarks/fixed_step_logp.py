@@ -5,10 +5,11 @@ weights) under the flow-matching, VP and VE schedules.
 Every system integrates the same PF-ODE over the same λ range [λ_min, λ_max] (the schedule's), exact divergence,
 and is given the oracle's exact log p at λ_min as its prior, so only the integration of x and of the divergence errs;
 the error is against the exact log p at λ_max (mean absolute, nats). flow_matching gets its own best honest setting:
-its time t' ∈ [0, 1] is the schedule's natural time (flow matching: t' = 1 − t; VP, VE: uniform in λ and in log σ,
-both tried, the better reported), its velocity the exact PF-ODE field in t' (no clamping: the oracle is exact at
+its time t' ∈ [0, 1] is the schedule's natural time (flow matching: t' = 1 − t; VP, VE: uniform in λ, log σ and σ,
+all tried, the best reported), its velocity the exact PF-ODE field in t' (no clamping: the oracle is exact at
 every λ). diffdensity: each registered fixed-step solver on each grid kind ("lambda", "t", "sigma", "edm"), the best
-per NFE reported beside all rows. NFE = score calls (Heun and midpoint: 2 per step).
+per NFE reported beside all rows (generic solvers step in the schedule's fixed-step variable and in its natural
+time). NFE = score calls (Heun and midpoint: 2 per step).
 
 Run: .venv/bin/python benchmarks/fixed_step_logp.py [--quick]; table + results/fixed_step_logp.json.
 """
@@ -48,14 +49,17 @@ def ours(m, x, exact, nfe):
         if s.adaptive:
             continue
         steps = nfe // s.evals_per_step
+        times = [None] if s.variable else sorted({sch.fixed_time, sch.natural_time})
         for grid in GRIDS:
-            try:
-                lp = dd.log_prob(m, x, divergence="exact", solver=name, steps=steps, grid=grid, prior=prior)
-            except (ValueError, RuntimeError) as e:  # a grid a schedule cannot make
-                print(f"  skip {name}/{grid}: {e}")
-                continue
-            rows.append({"system": "diffdensity", "solver": name, "grid": grid, "nfe": nfe,
-                         "err": float((lp - exact).abs().mean())})
+            for tv in times:
+                try:
+                    lp = dd.log_prob(m, x, divergence="exact", solver=name, steps=steps, grid=grid, prior=prior,
+                                     time=tv)
+                except (ValueError, RuntimeError) as e:  # a grid a schedule cannot make
+                    print(f"  skip {name}/{grid}: {e}")
+                    continue
+                rows.append({"system": "diffdensity", "solver": name, "grid": grid, "time": tv or s.variable,
+                             "nfe": nfe, "err": float((lp - exact).abs().mean())})
     return rows
 
 
@@ -66,7 +70,7 @@ def flow_matching_rows(m, x, exact, nfe):
         return []
     sch = m.schedule
     rows = []
-    for tname in (("t",) if isinstance(sch, dd.FlowMatching) else ("lambda", "log_sigma")):
+    for tname in (("t",) if isinstance(sch, dd.FlowMatching) else ("lambda", "log_sigma", "sigma")):
         tv = sch.time_variable(tname)
         tau0, tau1 = (float(v) for v in tv.to_tau(torch.tensor([sch.lambda_min, sch.lambda_max], dtype=torch.float64)))
 
@@ -102,7 +106,7 @@ def main():
                 rows.append({"schedule": name, **r})
             b = min(mine, key=lambda r: r["err"])
             p = min(peer, key=lambda r: r["err"]) if peer else None
-            best.append({"schedule": name, "nfe": nfe, "best diffdensity": f"{b['solver']}/{b['grid']}",
+            best.append({"schedule": name, "nfe": nfe, "best diffdensity": f"{b['solver']}/{b['grid']}/{b['time']}",
                          "its error": b["err"], "flow_matching midpoint": None if p is None else p["err"],
                          "ratio (fm / ours)": None if p is None else p["err"] / b["err"]})
             print(best[-1], flush=True)

@@ -26,6 +26,7 @@ import json
 import math
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -149,6 +150,7 @@ def _load_folder(folder: Path, scheduler):
         raise ValueError(f"{folder} holds no diffusers model: expected config.json with _class_name, or a pipeline "
                          f"folder with unet/ or transformer/ (written by save_pretrained).")
     cls_name = _read_class_name(model_dir, "config.json")
+    assert cls_name is not None  # model_dir was chosen for having one
     cls = getattr(diffusers, cls_name, None)
     if cls is None:
         raise ValueError(f"{model_dir}/config.json names class {cls_name!r}, which this diffusers version lacks.")
@@ -192,7 +194,9 @@ class _ForeignNetModel(nn.Module):
 
     schedule: Schedule
     parametrization: str
-    timestep_dtype = None  # dtype of the timestep handed to the network (None: the network's input dtype)
+    timestep: Callable[[Tensor], Tensor]  # λ (B,) -> the network's timestep (each subclass)
+    _call: Callable[..., Tensor]  # (x, timestep, cond) -> the network's prediction (each subclass)
+    timestep_dtype: torch.dtype | None = None  # dtype of the timestep handed to the network (None: the network's input dtype)
     overshoot = 1e-6  # tolerated fraction of the λ range beyond its ends (_check_range); None: no range check
 
     def _init_common(self, net, schedule, parametrization, condition, uncondition, guidance_scale, autocast):

@@ -303,7 +303,7 @@ def read_image(path, size: int, grayscale: bool, root=None):
             w, h = im.size
             s = size / min(w, h)
             nw, nh = max(size, round(w * s)), max(size, round(h * s))
-            im = im.resize((nw, nh), Image.BICUBIC)
+            im = im.resize((nw, nh), Image.Resampling.BICUBIC)
             left, top = (nw - size) // 2, (nh - size) // 2
             a = np.array(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
     except Exception as e:  # noqa: BLE001 - any decoding failure is the same user error
