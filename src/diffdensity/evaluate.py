@@ -163,7 +163,8 @@ def _digest(chunks) -> str:
 def _model_digest(model) -> str:
     """The model's identity: its schedule, autocast setting and every weight (so a retrained model is another)."""
     net = model if hasattr(model, "state_dict") else getattr(model, "net", None)
-    weights = net.state_dict().items() if hasattr(net, "state_dict") else ()
+    state = getattr(net, "state_dict", None)
+    weights = state().items() if callable(state) else ()
     head = [type(model).__name__, repr(getattr(model, "schedule", "")), repr(getattr(model, "autocast", None))]
     return _digest([*head, *(v for kv in weights for v in kv)])
 
