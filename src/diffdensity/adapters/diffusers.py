@@ -1,44 +1,17 @@
-"""Other people's models as diffdensity models: diffusers, EDM / k-diffusion denoisers, classifier-free guidance.
-
-Each adapter is a model (``.schedule`` and ``.score(x, lam)``) that converts one foreign convention once, here:
-
-* :func:`from_diffusers` — discrete-time diffusers models. The network was trained on timesteps k = 0..T−1 with
-  x = √ᾱ_k x₀ + √(1−ᾱ_k) ε, i.e. a VP process with λ_k = log(ᾱ_k / (1 − ᾱ_k)) (the scheduler's
-  ``alphas_cumprod``). λ ↦ timestep is the inverse of the *piecewise-linear interpolation of that table*:
-  t(λ) = k + (λ − λ_k)/(λ_{k+1} − λ_k) for λ_{k+1} ≤ λ ≤ λ_k. Why this map: it is exact at every trained
-  timestep (the network sees exactly the integers it was trained on), it is monotone because λ_k is strictly
-  decreasing (β_k > 0), and it needs no assumption about the beta schedule (linear, scaled-linear, cosine,
-  zero-terminal-SNR all go through the same table). Assuming instead that the timestep is linear in λ mis-states
-  the noise level the network is told by hundreds of timesteps (1.4 nats on a real model). Flow-matching
-  models (``FlowMatchEulerDiscreteScheduler``) use x = (1 − σ) x₀ + σ ε and timestep = σ·T, i.e. dd.FlowMatching
-  with σ = sigmoid(−λ/2), so t(λ) = T·sigmoid(−λ/2) in closed form.
-* :func:`from_denoiser` — ``denoiser(x, sigma) -> x̂₀`` with x = x₀ + σ ε (EDM, k-diffusion): a model under
-  dd.VE (α = 1, σ = exp(−λ/2)), the only schedule in which that input is the right one.
-* :class:`Guided` / ``guidance_scale=`` — classifier-free guidance s_w = (1 + w) s(x | c) − w s(x).
-
-The λ range of an adapter's schedule is what its network was trained on (samplers and log_prob refuse λ outside
-it; ``lambda_range`` may narrow it, never widen it).
-"""
+"""diffusers networks as models: the λ ↔ timestep map, folder loading, the condition as keyword arguments."""
 from __future__ import annotations
 
-import inspect
 import json
-import math
-import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from ._checks import batch_lam, check_count
-from .models import score_from_prediction
-from .schedules import VE, VP, FlowMatching, Schedule
-
-__all__ = ["from_diffusers", "from_denoiser", "DiffusersModel", "DenoiserModel", "Guided", "warn_if_guided",
-           "lambda_table", "timestep_from_lambda"]
+from .._checks import check_count
+from ..schedules import VP, FlowMatching
+from .core import _ForeignNetModel, _accepted_kwargs, _expand
 
 PREDICTION_TYPES = {"epsilon": "eps", "v_prediction": "v", "sample": "x0", "flow_prediction": "flow"}
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
 INSTALL_HINT = "pip install diffusers  (or pip install 'diffdensity[diffusers]')"
 
 
@@ -67,49 +40,6 @@ def timestep_from_lambda(lam: Tensor, table: Tensor) -> Tensor:
     w = (lam64 - lo) / (hi - lo)
     t = kasc[i - 1] + w * (kasc[i] - kasc[i - 1])
     return torch.where(lam64 == lo, kasc[i - 1], t)
-
-
-# ------------------------------------------------------------------------------------------------ guidance
-def warn_if_guided(model) -> None:
-    """Warn once per model when a classifier-free-guided model is tracked by the SDE sampler (Theorem 1 of
-    Karczewski et al. 2025a assumes a true score; a guided field is not one, so the SDE log p is biased for w ≠ 0).
-    Called by ``sample_sde``; the PF-ODE log-density of the guided flow is well defined."""
-    target = model
-    while getattr(target, "model", None) is not None:  # look through wrappers such as CountingModel
-        target = target.model
-    if not getattr(target, "guided", False) or getattr(target, "_warned_sde", False):
-        return
-    target._warned_sde = True
-    warnings.warn(
-        "this model uses classifier-free guidance (guidance_scale != 0): its field (1+w)s(x|c) - w s(x) is not the "
-        "score of any density, so the SDE-tracked log p (Theorem 1) is biased; use dd.sample_ode(..., track_logp=True) "
-        "or dd.log_prob for the exact log-density of the guided PF-ODE flow.",
-        UserWarning, stacklevel=3)
-
-
-class Guided:
-    """Classifier-free guidance of two models on one schedule: s_w(x, λ) = (1 + w) s_c(x, λ) − w s_u(x, λ).
-
-    ``log_prob`` of a guided model is the log-density of the guided PF-ODE's pushforward of the prior (a well
-    defined density, but not p(x | c)); SDE tracking of it is biased (see :func:`warn_if_guided`)."""
-
-    def __init__(self, conditional, unconditional, guidance_scale: float):
-        for name, m in (("conditional", conditional), ("unconditional", unconditional)):
-            if not hasattr(m, "score") or not hasattr(m, "schedule"):
-                raise ValueError(f"{name} is not a model (needs .schedule and .score(x, lam)).")
-        if conditional.schedule != unconditional.schedule:
-            raise ValueError(f"the two models have different schedules ({conditional.schedule} vs "
-                             f"{unconditional.schedule}); guidance needs one schedule.")
-        self.conditional, self.unconditional = conditional, unconditional
-        self.schedule = conditional.schedule
-        self.guidance_scale = float(guidance_scale)
-        self.guided = self.guidance_scale != 0.0
-        self.transform = getattr(conditional, "transform", None)
-
-    def score(self, x: Tensor, lam) -> Tensor:
-        w = self.guidance_scale
-        sc = self.conditional.score(x, lam)
-        return sc if w == 0 else (1 + w) * sc - w * self.unconditional.score(x, lam)
 
 
 # ------------------------------------------------------------------------------------------------ diffusers
@@ -170,92 +100,6 @@ def _load_scheduler(folder: Path):
     if cls is None:
         raise ValueError(f"{folder} holds no diffusers scheduler (scheduler_config.json with a known _class_name).")
     return cls.from_pretrained(folder)
-
-
-def _as_dtype(autocast):
-    if autocast is None or autocast is False or autocast == "no":
-        return None
-    if isinstance(autocast, torch.dtype):
-        if autocast not in (torch.bfloat16, torch.float16):
-            raise ValueError(f"autocast={autocast}; choose torch.bfloat16 or torch.float16 (or None).")
-        return autocast
-    if autocast in AUTOCAST_DTYPES:
-        return AUTOCAST_DTYPES[autocast]
-    raise ValueError(f"autocast={autocast!r}; choose 'bf16', 'fp16', a torch dtype, or None.")
-
-
-class _ForeignNetModel(nn.Module):
-    """Shared part of the adapters: λ-range check, the network call in its own dtype (optionally under autocast)
-    with the ODE state and the conversion to a score kept in x's dtype, and classifier-free guidance."""
-
-    schedule: Schedule
-    parametrization: str
-    timestep_dtype = None  # dtype of the timestep handed to the network (None: the network's input dtype)
-    overshoot = 1e-6  # tolerated fraction of the λ range beyond its ends (_check_range); None: no range check
-
-    def _init_common(self, net, schedule, parametrization, condition, uncondition, guidance_scale, autocast):
-        self.net = net
-        self.schedule = schedule
-        self.parametrization = parametrization
-        self.autocast = _as_dtype(autocast)
-        self.condition = condition
-        self.uncondition = uncondition
-        self.guidance_scale = None if guidance_scale is None else float(guidance_scale)
-        if self.guidance_scale is not None:
-            if condition is None:
-                raise ValueError("guidance_scale needs a condition= (class labels or embeddings) to guide towards.")
-            if uncondition is None:
-                raise ValueError("guidance_scale needs uncondition= (the null condition the model was trained with, "
-                                 "e.g. the empty-prompt embedding or the null class id).")
-        self.guided = bool(self.guidance_scale)
-        self.transform = None
-
-    def _check_range(self, lam_b: Tensor) -> None:
-        """ValueError for non-finite λ, and (when ``overshoot`` is a number) for λ beyond the trained range by more
-        than that fraction of its width (the trained range is the schedule's). The solvers never step outside the
-        interval they integrate (dopri5's steps are made to land on its end), so this holds for every sampler."""
-        t = lam_b.detach()
-        if not torch.isfinite(t).all():
-            raise ValueError("lam contains NaN or inf; pass finite log-SNR values.")
-        if self.overshoot is None:
-            return
-        lo, hi = self.schedule.lambda_min, self.schedule.lambda_max
-        tol = self.overshoot * (hi - lo)
-        if (t < lo - tol).any() or (t > hi + tol).any():
-            raise ValueError(f"lam in [{float(t.min()):.6g}, {float(t.max()):.6g}] is outside the λ range this model "
-                             f"was trained on [{lo:.6g}, {hi:.6g}]; pass λ within it (the schedule's range).")
-
-    def _net_dtype(self):
-        params = getattr(self.net, "parameters", None)
-        p = next(iter(params()), None) if callable(params) else None
-        return None if p is None else (p.dtype, p.device)
-
-    def _predict(self, x: Tensor, lam_b: Tensor, cond) -> Tensor:
-        """The network's raw prediction at (x, λ) in x's dtype."""
-        dd = self._net_dtype()
-        xin = x if dd is None else x.to(dtype=dd[0])
-        t = self.timestep(lam_b).to(self.timestep_dtype or xin.dtype)
-        if self.autocast is not None:
-            with torch.autocast(device_type=x.device.type, dtype=self.autocast):
-                out = self._call(xin, t, cond)
-        else:
-            out = self._call(xin, t, cond)
-        return out.to(x.dtype)
-
-    def score(self, x: Tensor, lam) -> Tensor:
-        """∇_x log p_λ(x) from the network's prediction (models.score_from_prediction), guided if ``guidance_scale``
-        is set."""
-        lam_b = batch_lam(lam, x)
-        self._check_range(lam_b)
-        a, s = self.schedule.coefficients(lam_b, x)
-        p = self._predict(x, lam_b, self.condition)
-        if self.guided:  # linear in the prediction, so guiding predictions = guiding ε̂ = guiding scores
-            w = self.guidance_scale
-            p = (1 + w) * p - w * self._predict(x, lam_b, self.uncondition)
-        return score_from_prediction(self.parametrization, p, x, a, s)
-
-    def forward(self, x: Tensor, lam) -> Tensor:
-        return self.score(x, lam)
 
 
 class DiffusersModel(_ForeignNetModel):
@@ -340,25 +184,6 @@ class DiffusersModel(_ForeignNetModel):
         return f"kind={self.kind}, parametrization={self.parametrization}, schedule={self.schedule}"
 
 
-def _accepted_kwargs(net) -> set[str]:
-    fn = getattr(net, "forward", net)
-    try:
-        return set(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return set()
-
-
-def _expand(v, B: int, name: str):
-    if isinstance(v, Tensor) and v.ndim > 0:
-        if v.shape[0] == 1 and B != 1:
-            return v.expand(B, *v.shape[1:])
-        if v.shape[0] != B:
-            raise ValueError(f"condition {name} has batch {v.shape[0]} but x has {B}; pass one row or one per sample.")
-    elif isinstance(v, Tensor):  # a single class label
-        return v.reshape(1).expand(B)
-    return v
-
-
 def _condition_kwargs(cond, B: int, accepts: set[str]) -> dict:
     """A condition as keyword arguments of the network: a dict is passed as is (tensors broadcast to the batch);
     an integer tensor or int is ``class_labels``; a floating tensor is ``encoder_hidden_states``."""
@@ -406,45 +231,3 @@ def from_diffusers(model, scheduler=None, *, condition=None, guidance_scale=None
                        lambda_range=lambda_range, prediction_type=prediction_type, autocast=autocast)
     return m.to(device) if device is not None else m
 
-
-# ------------------------------------------------------------------------------------------------ EDM denoisers
-class DenoiserModel(_ForeignNetModel):
-    """``denoiser(x, sigma) -> x̂₀`` (x = x₀ + σ ε) as a dd.VE model with σ = exp(−λ/2): the x0-parametrization."""
-
-    def __init__(self, denoiser, sigma_min: float, sigma_max: float, *, condition=None, uncondition=None,
-                 guidance_scale=None, autocast=None):
-        super().__init__()
-        if not callable(denoiser):
-            raise TypeError(f"denoiser must be callable as denoiser(x, sigma), got {type(denoiser).__name__}.")
-        sigma_min, sigma_max = float(sigma_min), float(sigma_max)
-        if not (0 < sigma_min < sigma_max < math.inf):
-            raise ValueError(f"sigma_min={sigma_min}, sigma_max={sigma_max}: need 0 < sigma_min < sigma_max < inf "
-                             "(EDM: 0.002 and 80).")
-        self.sigma_min, self.sigma_max = sigma_min, sigma_max
-        self._accepts = _accepted_kwargs(denoiser)
-        self._init_common(denoiser, VE(-2 * math.log(sigma_max), -2 * math.log(sigma_min)), "x0", condition,
-                          uncondition, guidance_scale, autocast)
-
-    def timestep(self, lam_b: Tensor) -> Tensor:
-        """σ(λ) = exp(−λ/2), the denoiser's own noise level (VE's own time)."""
-        return self.schedule.lam_to_time(lam_b.to(torch.float64))
-
-    def _call(self, x: Tensor, sigma: Tensor, cond) -> Tensor:
-        kw = {} if cond is None else (dict(cond) if isinstance(cond, dict) else {"class_labels": cond})
-        kw = {k: _expand(v, x.shape[0], k) for k, v in kw.items()}
-        out = self.net(x, sigma, **kw)
-        if not isinstance(out, Tensor) or out.shape != x.shape:
-            raise ValueError(f"the denoiser must return x̂₀ shaped like x {tuple(x.shape)}, got "
-                             f"{getattr(out, 'shape', type(out).__name__)}.")
-        return out
-
-
-def from_denoiser(denoiser, sigma_min: float, sigma_max: float, *, condition=None, uncondition=None,
-                  guidance_scale=None, autocast=None) -> DenoiserModel:
-    """An EDM / k-diffusion denoiser ``denoiser(x, sigma) -> x̂₀`` in σ-space (x = x₀ + σ ε) as a model under
-    dd.VE with λ ∈ [−2 log σ_max, −2 log σ_min]; ``sigma`` is passed as a (batch,) tensor. The schedule is fixed
-    to VE because that is the process the denoiser's input follows (a VP schedule would feed it α x₀ + σ ε)."""
-    if isinstance(denoiser, nn.Module):
-        denoiser.eval()
-    return DenoiserModel(denoiser, sigma_min, sigma_max, condition=condition, uncondition=uncondition,
-                         guidance_scale=guidance_scale, autocast=autocast)
