@@ -132,24 +132,52 @@ class _ForeignNetModel(nn.Module):
         is set."""
         lam_b = batch_lam(lam, x)
         self._check_range(lam_b)
-        a, s = self.schedule.coefficients(lam_b, x)
         p = self._predict(x, lam_b, self.condition)
         if self.guided:  # linear in the prediction, so guiding predictions = guiding ε̂ = guiding scores
             w = self.guidance_scale
             p = (1 + w) * p - w * self._predict(x, lam_b, self.uncondition)
-        return score_from_prediction(self.parametrization, p, x, a, s)
+        return self.score_from_output(p, x, lam_b)
+
+    def score_from_output(self, p: Tensor, x: Tensor, lam) -> Tensor:
+        """The score at (x, λ) from the network's (guided) prediction ``p``: what a diffusers scheduler is handed."""
+        lam_b = batch_lam(lam, x)
+        a, s = self.schedule.coefficients(lam_b, x)
+        return score_from_prediction(self.parametrization, p.to(x.dtype), x, a, s)
 
     def forward(self, x: Tensor, lam) -> Tensor:
         return self.score(x, lam)
 
 
 
-def _accepted_kwargs(net) -> set[str]:
-    fn = getattr(net, "forward", net)
+def _signature(net):
     try:
-        return set(inspect.signature(fn).parameters)
+        return inspect.signature(getattr(net, "forward", net)).parameters
     except (TypeError, ValueError):
-        return set()
+        return {}
+
+
+def _accepted_kwargs(net) -> set[str]:
+    return set(_signature(net))
+
+
+def required_kwargs(net) -> set[str]:
+    """The condition keywords a network cannot run without (e.g. a text UNet's ``encoder_hidden_states``)."""
+    params = list(_signature(net).values())[2:]  # past (sample, timestep)
+    return {p.name for p in params if p.default is inspect.Parameter.empty and p.name != "timestep"
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def classic_attention(net) -> None:
+    """Swap diffusers' fused ``AttnProcessor2_0`` for the classic ``AttnProcessor`` (same maths, plain matmuls), which
+    forward-mode AD (JVPs), vmap and double backward go through on every device; other processors are kept."""
+    procs = getattr(net, "attn_processors", None)
+    if not procs or not hasattr(net, "set_attn_processor"):
+        return
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    if any(isinstance(p, AttnProcessor2_0) for p in procs.values()):
+        net.set_attn_processor({k: AttnProcessor() if isinstance(p, AttnProcessor2_0) else p
+                                for k, p in procs.items()})
 
 
 def _expand(v, B: int, name: str):

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .._checks import check_count
 from ..schedules import VP, FlowMatching
-from .core import _ForeignNetModel, _accepted_kwargs, _expand
+from .core import _ForeignNetModel, _accepted_kwargs, _expand, classic_attention, required_kwargs
 
 PREDICTION_TYPES = {"epsilon": "eps", "v_prediction": "v", "sample": "x0", "flow_prediction": "flow"}
 INSTALL_HINT = "pip install diffusers  (or pip install 'diffdensity[diffusers]')"
@@ -143,6 +143,7 @@ class DiffusersModel(_ForeignNetModel):
             raise ValueError(f"lambda_range=({lo:g}, {hi:g}) leaves the range the model was trained on "
                              f"[{trained[0]:g}, {trained[1]:g}] (from its scheduler); pass a range inside it.")
         self._accepts = _accepted_kwargs(net)
+        self._required = required_kwargs(net)
         self._init_common(net, schedule_cls(lo, hi), PREDICTION_TYPES[pred], condition, uncondition,
                           guidance_scale, autocast)
         self.scheduler = scheduler
@@ -169,6 +170,9 @@ class DiffusersModel(_ForeignNetModel):
 
     def _call(self, x: Tensor, t: Tensor, cond) -> Tensor:
         kw = _condition_kwargs(cond, x.shape[0], self._accepts)
+        if self._required - set(kw):
+            raise ValueError(f"this network is conditional: it needs {', '.join(sorted(self._required - set(kw)))}; "
+                             "pass condition= (or prompt= for a pipeline; --prompt on the command line).")
         if "return_dict" in self._accepts:
             kw["return_dict"] = False
         # transformers take (hidden_states, encoder_hidden_states, ..., timestep=): pass the timestep by name
@@ -203,17 +207,31 @@ def _condition_kwargs(cond, B: int, accepts: set[str]) -> dict:
     return {key: _expand(cond, B, key)}
 
 
-def from_diffusers(model, scheduler=None, *, condition=None, guidance_scale=None, lambda_range=None,
-                   uncondition=None, prediction_type=None, autocast=None, device=None) -> DiffusersModel:
-    """A diffusers model as a diffdensity model (module docstring: which λ ↔ timestep map and why).
+def from_diffusers(model, scheduler=None, *, prompt=None, negative_prompt=None, condition=None, guidance_scale=None,
+                   lambda_range=None, uncondition=None, prediction_type=None, autocast=None, device=None,
+                   **load) -> DiffusersModel:
+    """A diffusers model or pipeline as a diffdensity model (module docstring: which λ ↔ timestep map and why).
 
-    ``model``: a diffusers model instance (``UNet2DModel``, ``UNet2DConditionModel``, a transformer) or any callable
-    ``net(x, timestep, **cond)``, or a local ``save_pretrained`` folder (a pipeline folder with ``unet/`` or
-    ``transformer/`` and ``scheduler/``, or a model folder). ``scheduler``: an instance or folder (default: the
-    pipeline's). ``condition``: class labels (int tensor), embeddings (float tensor → ``encoder_hidden_states``) or
-    a dict of keyword arguments; with ``guidance_scale`` w the score is (1 + w) s(x|c) − w s(x | uncondition).
-    ``lambda_range`` narrows the trained λ range. ``autocast``: "bf16"/"fp16" runs the network under autocast while
-    x, the score and log p stay in x's dtype. The network is put in eval mode with its weights frozen."""
+    ``model``: a diffusers network (``UNet2DModel``, ``UNet2DConditionModel``, a transformer) or any callable
+    ``net(x, timestep, **cond)``; a local ``save_pretrained`` folder (a pipeline folder with ``unet/`` or
+    ``transformer/`` and ``scheduler/``, or a model folder); a pipeline instance; or a hub id "org/name" (loaded by
+    ``DiffusionPipeline.from_pretrained``; ``load``: ``local_files_only``, ``revision``, ``torch_dtype``,
+    ``variant``, ``cache_dir``). With ``prompt`` (and a text pipeline) the model is a
+    :class:`~diffdensity.adapters.pipelines.PipelineModel` of latents and ``guidance_scale`` is *diffusers'*
+    (ε_u + g(ε_c − ε_u), the library's w = g − 1); for a bare network ``condition`` is class labels (int tensor),
+    embeddings (float tensor → ``encoder_hidden_states``) or a dict of keyword arguments, and ``guidance_scale`` is
+    the library's w: (1 + w) s(x|c) − w s(x | uncondition). ``lambda_range`` narrows the trained λ range.
+    ``autocast``: "bf16"/"fp16" runs the network under autocast while x, the score and log p stay in x's dtype."""
+    kw = dict(lambda_range=lambda_range, prediction_type=prediction_type, autocast=autocast)
+    if _is_pipeline_source(model, prompt, negative_prompt):
+        from .pipelines import from_pipeline
+
+        if condition is not None or uncondition is not None:
+            raise ValueError("a pipeline is conditioned by prompt=/negative_prompt=, not condition=/uncondition=.")
+        m = from_pipeline(model, prompt, negative_prompt, guidance_scale, load=load, **kw)
+        return m.to(device) if device is not None else m
+    if load:
+        raise TypeError(f"{', '.join(sorted(load))}: options of loading a hub id, which {model!r} is not.")
     if isinstance(model, (str, Path)):
         model, scheduler = _load_folder(Path(model).expanduser(), scheduler)
     elif isinstance(scheduler, (str, Path)):
@@ -227,7 +245,22 @@ def from_diffusers(model, scheduler=None, *, condition=None, guidance_scale=None
                         f"got {type(model).__name__}.")
     if isinstance(model, nn.Module):
         model.eval().requires_grad_(False)
+        classic_attention(model)
     m = DiffusersModel(model, scheduler, condition=condition, uncondition=uncondition, guidance_scale=guidance_scale,
-                       lambda_range=lambda_range, prediction_type=prediction_type, autocast=autocast)
+                       **kw)
     return m.to(device) if device is not None else m
 
+
+def _is_pipeline_source(model, prompt, negative_prompt) -> bool:
+    """A pipeline instance, a hub id, or a pipeline folder asked for a prompt."""
+    from .pipelines import is_hub_id
+
+    if hasattr(model, "components") and hasattr(model, "scheduler"):
+        return True
+    if is_hub_id(model):
+        return True
+    asked = prompt is not None or negative_prompt is not None
+    if asked and not (isinstance(model, (str, Path)) and (Path(model).expanduser() / "model_index.json").is_file()):
+        raise ValueError("prompt= needs a text-to-image pipeline (an instance, a pipeline folder with model_index.json"
+                         " or a hub id); for a bare network pass condition= embeddings.")
+    return asked
