@@ -168,16 +168,23 @@ def required_kwargs(net) -> set[str]:
 
 
 def classic_attention(net) -> None:
-    """Swap diffusers' fused ``AttnProcessor2_0`` for the classic ``AttnProcessor`` (same maths, plain matmuls), which
-    forward-mode AD (JVPs), vmap and double backward go through on every device; other processors are kept."""
-    procs = getattr(net, "attn_processors", None)
-    if not procs or not hasattr(net, "set_attn_processor"):
+    """Swap diffusers' fused ``AttnProcessor2_0`` (scaled_dot_product_attention, which forward-mode AD does not go
+    through on CPU) for the classic ``AttnProcessor`` (the same maths by plain matmuls) in every attention layer of
+    ``net``; other processors (SD3's joint attention, ...) are kept. GroupNorm inputs are made contiguous."""
+    if not isinstance(net, nn.Module):
         return
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-    if any(isinstance(p, AttnProcessor2_0) for p in procs.values()):
-        net.set_attn_processor({k: AttnProcessor() if isinstance(p, AttnProcessor2_0) else p
-                                for k, p in procs.items()})
+    for mod in net.modules():
+        if isinstance(getattr(mod, "processor", None), AttnProcessor2_0) and hasattr(mod, "set_processor"):
+            mod.set_processor(AttnProcessor())
+        if isinstance(mod, nn.GroupNorm) and not getattr(mod, "_dd_contiguous", False):
+            mod.register_forward_pre_hook(_contiguous_inputs)  # group_norm's JVP views its input: needs it contiguous
+            mod._dd_contiguous = True
+
+
+def _contiguous_inputs(module, args):
+    return tuple(a.contiguous() if isinstance(a, Tensor) else a for a in args)
 
 
 def _expand(v, B: int, name: str):

@@ -123,7 +123,8 @@ class DiffusersModel(_ForeignNetModel):
         elif type(scheduler).__name__.startswith("FlowMatch"):
             self.kind = "flow"
             pred = pred or "flow_prediction"
-            sig = torch.as_tensor(scheduler.sigmas, dtype=torch.float64)
+            fresh = type(scheduler).from_config(scheduler.config) if hasattr(scheduler, "config") else scheduler
+            sig = torch.as_tensor(fresh.sigmas, dtype=torch.float64)  # the training σ's (set_timesteps changes them)
             sig = sig[(sig > 0) & (sig < 1)]
             to_lam = FlowMatching().time_to_lam  # its time t = σ = sigmoid(−λ/2)
             trained = (float(to_lam(sig.max())), float(to_lam(sig.min())))
