@@ -23,7 +23,8 @@ from torch import Tensor
 
 from .diffusers import DiffusersModel, _require_diffusers
 
-__all__ = ["PipelineModel", "library_w", "load_pipeline", "is_hub_id", "guided_latents", "from_pipeline"]
+__all__ = ["PipelineModel", "library_w", "load_pipeline", "is_hub_id", "guided_latents", "from_pipeline",
+           "write_images", "image_log_probs"]
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -105,6 +106,8 @@ class PipelineModel(DiffusersModel):
         self.prompt, self.negative_prompt = prompt, negative_prompt
         self.diffusers_guidance_scale = guidance_scale
         self.latent_shape = (int(net.config.in_channels), int(net.config.sample_size), int(net.config.sample_size))
+        f = 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
+        self.image_shape = (3, f * self.latent_shape[1], f * self.latent_shape[2]) if self.vae is not None else None
 
     def _vae_factors(self):
         if self.vae is None:
@@ -169,3 +172,48 @@ def guided_latents(model, n: int, q: float | None = None, generator=None, dtype=
     shape = getattr(model, "latent_shape", None) or (cfg.in_channels, cfg.sample_size, cfg.sample_size)
     x = model.schedule.sample_prior((int(n), *shape), generator=generator, dtype=dtype, device=device)
     return median_rescale(model.schedule, x) if q is None else prior_rescale(model.schedule, x, q)
+
+
+def write_images(model, latents: Tensor, logp, out, labels=None) -> dict:
+    """OUT/images.npz (uint8 (B, H, W, C) as ``x``, ``logp``) and OUT/images.png (each titled with its latent log p
+    in nats; highest first, or in order with ``labels``) of the decoded latents -> their paths; {} without a VAE."""
+    import numpy as np
+
+    if getattr(model, "vae", None) is None:
+        return {}
+    out = Path(out)
+    img = model.decode(latents).permute(0, 2, 3, 1).cpu()
+    lp = None if logp is None else logp.detach().cpu()
+    np.savez(out / "images.npz", x=img.numpy(), **({} if lp is None else {"logp": lp.numpy()}))
+    _image_grid(img, lp, out / "images.png", labels)
+    return {"images": str(out / "images.npz"), "images_png": str(out / "images.png")}
+
+
+def _image_grid(img: Tensor, lp, path, labels=None) -> None:
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = torch.argsort(lp, descending=True) if lp is not None and labels is None else torch.arange(img.shape[0])
+    cols = int(math.ceil(math.sqrt(img.shape[0])))
+    rows = int(math.ceil(img.shape[0] / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < img.shape[0]:
+            ax.imshow(img[order[k]].numpy(), interpolation="nearest")
+            label = "" if labels is None else f"{labels[order[k]]} "
+            ax.set_title(label + ("" if lp is None else f"{float(lp[order[k]]):.1f}"), fontsize=7)
+    fig.suptitle("decoded; log p of the latents (nats)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def image_log_probs(model, images: Tensor, batch_size: int = 64, **log_prob_kw) -> Tensor:
+    """log p(E(x)) in nats of integer images (B, C, H, W) through the VAE encoder, in batches."""
+    return torch.cat([model.log_prob_images(images[i:i + batch_size].to(torch.uint8), **log_prob_kw)
+                      for i in range(0, images.shape[0], batch_size)])
