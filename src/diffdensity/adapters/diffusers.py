@@ -229,8 +229,7 @@ def from_diffusers(model, scheduler=None, *, prompt=None, negative_prompt=None, 
 
         if condition is not None or uncondition is not None:
             raise ValueError("a pipeline is conditioned by prompt=/negative_prompt=, not condition=/uncondition=.")
-        m = from_pipeline(model, prompt, negative_prompt, guidance_scale, load=load, **kw)
-        return m.to(device) if device is not None else m
+        return from_pipeline(model, prompt, negative_prompt, guidance_scale, load=load, device=device, **kw)
     if load:
         raise TypeError(f"{', '.join(sorted(load))}: options of loading a hub id, which {model!r} is not.")
     if isinstance(model, (str, Path)):

@@ -103,6 +103,7 @@ class PipelineModel(DiffusersModel):
         super().__init__(net, pipe.scheduler, condition=cond, uncondition=uncond,
                          guidance_scale=library_w(guidance_scale), **kw)
         self.vae = getattr(pipe, "vae", None)
+        self.pipeline = pipe  # the diffusers pipeline (not a module: its parts are registered above)
         self.prompt, self.negative_prompt = prompt, negative_prompt
         self.diffusers_guidance_scale = guidance_scale
         self.latent_shape = (int(net.config.in_channels), int(net.config.sample_size), int(net.config.sample_size))
@@ -144,11 +145,13 @@ class PipelineModel(DiffusersModel):
         return f"{super().extra_repr()}, prompt={self.prompt!r}, guidance_scale={self.diffusers_guidance_scale}"
 
 
-def from_pipeline(pipe, prompt=None, negative_prompt=None, guidance_scale=None, *, load=None, **kw):
-    """``pipe`` (an instance, folder or hub id; ``load``: options of :func:`load_pipeline`) as a model: a
-    :class:`PipelineModel` for a text pipeline, else its network + scheduler."""
+def from_pipeline(pipe, prompt=None, negative_prompt=None, guidance_scale=None, *, load=None, device=None, **kw):
+    """``pipe`` (an instance, folder or hub id; ``load``: options of :func:`load_pipeline`) on ``device`` as a model:
+    a :class:`PipelineModel` for a text pipeline (prompts encoded there), else its network + scheduler."""
     if isinstance(pipe, (str, Path)):
         pipe = load_pipeline(pipe, **(load or {}))
+    if device is not None:
+        pipe.to(device)
     if hasattr(pipe, "encode_prompt"):
         m = PipelineModel(pipe, prompt, negative_prompt, guidance_scale, **kw)
     else:

@@ -17,7 +17,7 @@ KINDS = ("sd-eps", "sd-v", "sd3")
 _WORDS = "abcdefghijklmnopqrstuvwxyz"
 
 
-def _tokenizer(folder: Path, max_length: int = 16):
+def _tokenizer(folder: Path, max_length: int = 32):
     """A CLIP tokenizer over single letters (no merges) written to ``folder``."""
     from transformers import CLIPTokenizer
 
@@ -32,7 +32,7 @@ def _text_config(projection: bool):
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(vocab_size=2 + 1 + 2 * len(_WORDS), hidden_size=16, intermediate_size=32,
-                          num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=16,
+                          num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=32,
                           projection_dim=16 if projection else 512, bos_token_id=0, eos_token_id=1, pad_token_id=1)
 
 
