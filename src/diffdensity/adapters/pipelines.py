@@ -43,8 +43,10 @@ def load_pipeline(spec, *, local_files_only=None, revision=None, torch_dtype=Non
     """A pipeline from a local folder or a hub id through ``DiffusionPipeline.from_pretrained`` (the hub cache,
     ``HF_HUB_CACHE``/``HF_HUB_OFFLINE`` apply; options passed through); a clear error names a missing id."""
     diffusers = _require_diffusers()
-    kw = {k: v for k, v in dict(local_files_only=local_files_only, revision=revision, torch_dtype=torch_dtype,
-                                variant=variant, cache_dir=cache_dir).items() if v is not None}
+    dtype_key = "dtype" if hasattr(getattr(diffusers.utils, "deprecation_utils", None), "_resolve_dtype") else \
+        "torch_dtype"  # diffusers ≥ 0.36 renamed it
+    kw = {k: v for k, v in {"local_files_only": local_files_only, "revision": revision, dtype_key: torch_dtype,
+                            "variant": variant, "cache_dir": cache_dir}.items() if v is not None}
     try:
         pipe = diffusers.DiffusionPipeline.from_pretrained(str(spec), **kw)
     except (OSError, ValueError) as e:  # huggingface_hub's not-found and offline errors are OSErrors
