@@ -16,7 +16,7 @@ _EXPORTS = {
     **dict.fromkeys(("log_prob", "bits_per_dim", "ode_sde_gap"), ".likelihood"),
     **dict.fromkeys(("load", "save", "list_models"), ".io"),
     **dict.fromkeys(("train", "TrainConfig", "Trainer", "ImportanceSampler", "EMA", "denoising_loss"), ".training"),
-    **dict.fromkeys(("from_diffusers", "from_denoiser", "Guided", "warn_if_guided"), ".adapters"),
+    **dict.fromkeys(("from_diffusers", "from_denoiser", "from_score_sde", "Guided", "warn_if_guided"), ".adapters"),
     "evaluate_bits_per_dim": ".evaluate",
     **dict.fromkeys(("sample_prior_guided", "sample_density_guided", "sample_stochastic_density_guided",
                      "InfeasibleGuidance"), ".guidance"),

@@ -12,6 +12,7 @@ Each adapter is a model (``.schedule`` and ``.score(x, lam)``) that converts one
   the noise level the network is told by hundreds of timesteps (1.4 nats on a real model). Flow-matching
   models (``FlowMatchEulerDiscreteScheduler``) use x = (1 − σ) x₀ + σ ε and timestep = σ·T, i.e. dd.FlowMatching
   with σ = sigmoid(−λ/2), so t(λ) = T·sigmoid(−λ/2) in closed form.
+* :func:`from_score_sde` — score_sde's continuous-time VP networks (linear β(t)), t(λ) in closed form.
 * :func:`from_denoiser` — ``denoiser(x, sigma) -> x̂₀`` with x = x₀ + σ ε (EDM, k-diffusion): a model under
   dd.VE (α = 1, σ = exp(−λ/2)), the only schedule in which that input is the right one.
 * :class:`Guided` / ``guidance_scale=`` — classifier-free guidance s_w = (1 + w) s(x | c) − w s(x).
@@ -28,10 +29,13 @@ from __future__ import annotations
 from .core import Guided, warn_if_guided
 from .diffusers import DiffusersModel, from_diffusers, lambda_table, timestep_from_lambda
 from .edm import DenoiserModel, from_denoiser
+from .score_sde import ScoreSDEModel, from_score_sde, vp_lambda_from_time, vp_time_from_lambda
 
-__all__ = ["from_diffusers", "from_denoiser", "DiffusersModel", "DenoiserModel", "Guided", "warn_if_guided",
-           "lambda_table", "timestep_from_lambda", "PipelineModel", "library_w", "guided_latents",
-           "TrackedSDEScheduler", "DensityGuidanceScheduler", "HighDensityScheduler"]
+__all__ = ["from_diffusers", "from_denoiser", "from_score_sde", "DiffusersModel", "DenoiserModel", "ScoreSDEModel",
+           "Guided", "warn_if_guided", "lambda_table", "timestep_from_lambda", "vp_lambda_from_time",
+           "vp_time_from_lambda"]
+# also here, loaded on first use: PipelineModel, library_w, guided_latents (pipelines) and the diffusers schedulers
+# TrackedSDEScheduler, DensityGuidanceScheduler, HighDensityScheduler (schedulers)
 
 _LAZY = {"PipelineModel": "pipelines", "library_w": "pipelines", "guided_latents": "pipelines",
          "TrackedSDEScheduler": "schedulers", "DensityGuidanceScheduler": "schedulers",
