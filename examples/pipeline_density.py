@@ -20,7 +20,7 @@ from diffdensity.adapters import DensityGuidanceScheduler, TrackedSDEScheduler, 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pipeline", default=None, help="a diffusers pipeline folder or hub id (default: a tiny random one)")
+    ap.add_argument("--pipeline", default=None, help="a pipeline folder or hub id (default: a tiny random one)")
     ap.add_argument("--prompt", default="a lighthouse")
     ap.add_argument("--guidance-scale", type=float, default=3.0, help="as in diffusers")
     ap.add_argument("--steps", type=int, default=32)

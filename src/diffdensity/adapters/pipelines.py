@@ -51,8 +51,9 @@ def load_pipeline(spec, *, local_files_only=None, revision=None, torch_dtype=Non
         pipe = diffusers.DiffusionPipeline.from_pretrained(str(spec), **kw)
     except (OSError, ValueError) as e:  # huggingface_hub's not-found and offline errors are OSErrors
         where = "folder" if Path(str(spec)).expanduser().exists() else "hub id"
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"cannot load the diffusers pipeline {where} {str(spec)!r} (local_files_only="
-                         f"{local_files_only}, revision={revision}): {str(e).splitlines()[0] if str(e) else type(e).__name__}."
+                         f"{local_files_only}, revision={revision}): {why.rstrip('.')}."
                          " Check the id, download it first (hf download ID) or allow downloads "
                          "(local_files_only=False, HF_HUB_OFFLINE unset).") from None
     if hasattr(pipe, "set_progress_bar_config"):
@@ -195,23 +196,23 @@ def write_images(model, latents: Tensor, logp, out, labels=None) -> dict:
 
 
 def _image_grid(img: Tensor, lp, path, labels=None) -> None:
-    import math
-
+    """A grid (one row per label when labelled) of (B, H, W, C) uint8 images titled with label and log p."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    order = torch.argsort(lp, descending=True) if lp is not None and labels is None else torch.arange(img.shape[0])
-    cols = int(math.ceil(math.sqrt(img.shape[0])))
-    rows = int(math.ceil(img.shape[0] / cols))
+    n = img.shape[0]
+    order = torch.argsort(lp, descending=True) if lp is not None and labels is None else torch.arange(n)
+    rows = len(dict.fromkeys(labels)) if labels else max(1, round(n ** 0.5))
+    cols = -(-n // rows)
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
-    for k, ax in enumerate(axes.flat):
+    for ax in axes.flat:
         ax.axis("off")
-        if k < img.shape[0]:
-            ax.imshow(img[order[k]].numpy(), interpolation="nearest")
-            label = "" if labels is None else f"{labels[order[k]]} "
-            ax.set_title(label + ("" if lp is None else f"{float(lp[order[k]]):.1f}"), fontsize=7)
+    for ax, k in zip(axes.flat, order.tolist()):
+        ax.imshow(img[k].numpy(), interpolation="nearest")
+        title = ("" if labels is None else f"{labels[k]} ") + ("" if lp is None else f"{float(lp[k]):.1f}")
+        ax.set_title(title, fontsize=7)
     fig.suptitle("decoded; log p of the latents (nats)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

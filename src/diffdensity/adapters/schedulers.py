@@ -182,7 +182,8 @@ class DensityGuidanceScheduler(_LibraryScheduler):
 
 class HighDensityScheduler(_LibraryScheduler):
     """High-density sampling (Algorithm 1) = ``dd.sample_hd(..., solver="euler")``: PF-ODE (``first="ode"``) or
-    reverse SDE (``first="sde"``, untracked) to ``threshold`` (``threshold_kind``: "lam", "t", "sigma"), then the HD-ODE."""
+    reverse SDE (``first="sde"``, untracked) to ``threshold`` (``threshold_kind``: "lam", "t", "sigma"), then the
+    HD-ODE."""
 
     def _grid(self, n):
         from ..sampling import split_steps, threshold_to_lam

@@ -1,8 +1,9 @@
 """Tiny randomly initialised diffusers pipelines (no download): for tests, examples and smoke runs only.
 
-``tiny_pipeline("sd-eps" | "sd-v" | "sd3")`` builds a Stable-Diffusion-style pipeline (CLIP text encoder, cross-attention
-UNet, VAE, DDIM scheduler with ε- or v-prediction) or an SD3-style one (two CLIP encoders, ``SD3Transformer2DModel``,
-flow-matching scheduler). Images are 16 × 16, latents 4 × 8 × 8. Needs diffusers and transformers.
+``tiny_pipeline("sd-eps" | "sd-v" | "sd3")`` builds a Stable-Diffusion-style pipeline (CLIP text encoder,
+cross-attention UNet, VAE, DDIM scheduler with ε- or v-prediction) or an SD3-style one (two CLIP encoders,
+``SD3Transformer2DModel``, flow-matching scheduler). Images are 16 × 16, latents 4 × 8 × 8. Needs diffusers and
+transformers.
 """
 from __future__ import annotations
 
@@ -68,7 +69,8 @@ def _sd3(tmp: Path):
                                 caption_projection_dim=16, pooled_projection_dim=32, pos_embed_max_size=16)
     tok = _tokenizer(tmp / "tok")
     return StableDiffusion3Pipeline(
-        transformer=net, scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0), vae=_vae(scaling_factor=1.5, shift_factor=0.1),
+        transformer=net, scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0),
+        vae=_vae(scaling_factor=1.5, shift_factor=0.1),
         text_encoder=CLIPTextModelWithProjection(_text_config(True)), tokenizer=tok,
         text_encoder_2=CLIPTextModelWithProjection(_text_config(True)), tokenizer_2=tok,
         text_encoder_3=None, tokenizer_3=None)

@@ -122,4 +122,5 @@ def _pipeline_likelihood(m, x, limit, batch_size, out, model_name, **log_prob_kw
            "standard_error": float(values.std() / max(1, values.shape[0]) ** 0.5)}
     Path(out).mkdir(parents=True, exist_ok=True)
     write_json(Path(out) / "summary.json", res)
-    click.echo(f"log p of latents: {res['mean']:.2f} ± {res['standard_error']:.2f} nats over {res['n']} images -> {out}")
+    click.echo(f"log p of latents: {res['mean']:.2f} ± {res['standard_error']:.2f} nats over {res['n']} images "
+               f"-> {out}")
