@@ -67,6 +67,8 @@ def main():
     ap.add_argument("--autocast", choices=["no", "fp16", "bf16"], default="no")
     ap.add_argument("--torch-dtype", choices=["float32", "float16", "bfloat16"], default="float32",
                     help="dtype the pipeline's weights are loaded in")
+    ap.add_argument("--attention", choices=["classic", "fused"], default="fused",
+                    help="fused: the pipeline's own attention (fast; no JVPs needed here)")
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--sde-steps", type=int, default=200)
@@ -89,7 +91,8 @@ def main():
     if args.local_files_only:
         load["local_files_only"] = True
     model = dd.from_diffusers(source, prompt=args.prompt, guidance_scale=args.guidance_scale, device=args.device,
-                              autocast=None if args.autocast == "no" else args.autocast, **load)
+                              autocast=None if args.autocast == "no" else args.autocast, attention=args.attention,
+                              **load)
     x_T = model.schedule.sample_prior((args.n, *model.latent_shape), generator=torch.Generator().manual_seed(0),
                                       device=args.device)  # float32 state whatever the weights' dtype
     rows = runs(model, x_T, args)

@@ -167,11 +167,14 @@ def required_kwargs(net) -> set[str]:
             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
-def classic_attention(net) -> None:
+def classic_attention(net, attention: str = "classic") -> None:
     """Swap diffusers' fused ``AttnProcessor2_0`` (scaled_dot_product_attention, which forward-mode AD does not go
     through on CPU) for the classic ``AttnProcessor`` (the same maths by plain matmuls) in every attention layer of
-    ``net``; other processors (SD3's joint attention, ...) are kept. GroupNorm inputs are made contiguous."""
-    if not isinstance(net, nn.Module):
+    ``net``; other processors (SD3's joint attention, ...) are kept. GroupNorm inputs are made contiguous.
+    ``attention="fused"`` keeps the network as it is (faster on a GPU; no forward-mode AD through attention)."""
+    if attention not in ("classic", "fused"):
+        raise ValueError(f"attention={attention!r}; choose 'classic' (every derivative works) or 'fused' (as loaded).")
+    if not isinstance(net, nn.Module) or attention == "fused":
         return
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 

@@ -210,7 +210,7 @@ def _condition_kwargs(cond, B: int, accepts: set[str]) -> dict:
 
 def from_diffusers(model, scheduler=None, *, prompt=None, negative_prompt=None, condition=None, guidance_scale=None,
                    lambda_range=None, uncondition=None, prediction_type=None, autocast=None, device=None,
-                   **load) -> DiffusersModel:
+                   attention: str = "classic", **load) -> DiffusersModel:
     """A diffusers model or pipeline as a diffdensity model (module docstring: which λ ↔ timestep map and why).
 
     ``model``: a diffusers network (``UNet2DModel``, ``UNet2DConditionModel``, a transformer) or any callable
@@ -222,14 +222,16 @@ def from_diffusers(model, scheduler=None, *, prompt=None, negative_prompt=None, 
     (ε_u + g(ε_c − ε_u), the library's w = g − 1); for a bare network ``condition`` is class labels (int tensor),
     embeddings (float tensor → ``encoder_hidden_states``) or a dict of keyword arguments, and ``guidance_scale`` is
     the library's w: (1 + w) s(x|c) − w s(x | uncondition). ``lambda_range`` narrows the trained λ range.
-    ``autocast``: "bf16"/"fp16" runs the network under autocast while x, the score and log p stay in x's dtype."""
+    ``autocast``: "bf16"/"fp16" runs the network under autocast while x, the score and log p stay in x's dtype.
+    ``attention``: "classic" (default: every derivative the library takes works) or "fused" (kept as loaded)."""
     kw = dict(lambda_range=lambda_range, prediction_type=prediction_type, autocast=autocast)
     if _is_pipeline_source(model, prompt, negative_prompt):
         from .pipelines import from_pipeline
 
         if condition is not None or uncondition is not None:
             raise ValueError("a pipeline is conditioned by prompt=/negative_prompt=, not condition=/uncondition=.")
-        return from_pipeline(model, prompt, negative_prompt, guidance_scale, load=load, device=device, **kw)
+        return from_pipeline(model, prompt, negative_prompt, guidance_scale, load=load, device=device,
+                             attention=attention, **kw)
     if load:
         raise TypeError(f"{', '.join(sorted(load))}: options of loading a hub id, which {model!r} is not.")
     if isinstance(model, (str, Path)):
@@ -245,7 +247,7 @@ def from_diffusers(model, scheduler=None, *, prompt=None, negative_prompt=None, 
                         f"got {type(model).__name__}.")
     if isinstance(model, nn.Module):
         model.eval().requires_grad_(False)
-        classic_attention(model)
+        classic_attention(model, attention)
     m = DiffusersModel(model, scheduler, condition=condition, uncondition=uncondition, guidance_scale=guidance_scale,
                        **kw)
     return m.to(device) if device is not None else m

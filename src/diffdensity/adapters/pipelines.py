@@ -148,7 +148,8 @@ class PipelineModel(DiffusersModel):
         return f"{super().extra_repr()}, prompt={self.prompt!r}, guidance_scale={self.diffusers_guidance_scale}"
 
 
-def from_pipeline(pipe, prompt=None, negative_prompt=None, guidance_scale=None, *, load=None, device=None, **kw):
+def from_pipeline(pipe, prompt=None, negative_prompt=None, guidance_scale=None, *, load=None, device=None,
+                  attention="classic", **kw):
     """``pipe`` (an instance, folder or hub id; ``load``: options of :func:`load_pipeline`) on ``device`` as a model:
     a :class:`PipelineModel` for a text pipeline (prompts encoded there), else its network + scheduler."""
     if isinstance(pipe, (str, Path)):
@@ -165,7 +166,7 @@ def from_pipeline(pipe, prompt=None, negative_prompt=None, guidance_scale=None, 
     m.net.eval().requires_grad_(False)
     from .core import classic_attention
 
-    classic_attention(m.net)
+    classic_attention(m.net, attention)
     return m
 
 
