@@ -231,7 +231,7 @@ def from_diffusers(model, scheduler=None, *, prompt=None, negative_prompt=None, 
         if condition is not None or uncondition is not None:
             raise ValueError("a pipeline is conditioned by prompt=/negative_prompt=, not condition=/uncondition=.")
         return from_pipeline(model, prompt, negative_prompt, guidance_scale, load=load, device=device,
-                             attention=attention, **kw)
+                             attention=attention, scheduler=scheduler, **kw)
     if load:
         raise TypeError(f"{', '.join(sorted(load))}: options of loading a hub id, which {model!r} is not.")
     if isinstance(model, (str, Path)):

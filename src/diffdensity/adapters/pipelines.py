@@ -149,11 +149,17 @@ class PipelineModel(DiffusersModel):
 
 
 def from_pipeline(pipe, prompt=None, negative_prompt=None, guidance_scale=None, *, load=None, device=None,
-                  attention="classic", **kw):
+                  attention="classic", scheduler=None, **kw):
     """``pipe`` (an instance, folder or hub id; ``load``: options of :func:`load_pipeline`) on ``device`` as a model:
-    a :class:`PipelineModel` for a text pipeline (prompts encoded there), else its network + scheduler."""
+    a :class:`PipelineModel` for a text pipeline (prompts encoded there), else its network + scheduler (``scheduler``,
+    an instance or folder, replaces the pipeline's)."""
     if isinstance(pipe, (str, Path)):
         pipe = load_pipeline(pipe, **(load or {}))
+    if scheduler is not None:
+        from .diffusers import _load_scheduler
+
+        pipe.scheduler = _load_scheduler(Path(scheduler).expanduser()) if isinstance(scheduler, (str, Path)) \
+            else scheduler
     if device is not None:
         pipe.to(device)
     if hasattr(pipe, "encode_prompt"):
