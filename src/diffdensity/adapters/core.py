@@ -147,6 +147,18 @@ class _ForeignNetModel(nn.Module):
     def forward(self, x: Tensor, lam) -> Tensor:
         return self.score(x, lam)
 
+    def _apply(self, fn, *args, **kwargs):
+        """``.to(device)`` / ``.half()`` also move the bound condition tensors (embeddings, labels)."""
+        out = super()._apply(fn, *args, **kwargs)
+        self.condition, self.uncondition = (_map_tensors(c, fn) for c in (self.condition, self.uncondition))
+        return out
+
+
+def _map_tensors(c, fn):
+    if isinstance(c, Tensor):
+        return fn(c)
+    return {k: _map_tensors(v, fn) for k, v in c.items()} if isinstance(c, dict) else c
+
 
 
 def _signature(net):
