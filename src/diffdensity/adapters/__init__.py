@@ -47,5 +47,8 @@ def __getattr__(name):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        try:
+            return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        except ImportError as e:
+            raise ImportError(f"diffdensity.adapters.{name} needs diffusers: pip install 'diffdensity[diffusers]'") from e
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
