@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 TORCH ?= torch==2.13.0
 
-.PHONY: test demo bench bench-record slow clean chromium
+.PHONY: test lint format demo bench bench-record slow clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,19 @@ chromium:
 	  ( [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ) || \
 	  echo "note: could not install chromium (sudo apt-get install chromium); tests/test_report.py will fail and say so"
 
-test: $(STAMP) chromium
+LINTED := src tests benchmarks examples docs/figures mkdocs_hooks.py
+
+# ruff (lint + format check) and mypy on src/ (config in pyproject.toml); `make format` applies ruff's fixes
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix $(LINTED)
+	$(VENV)/bin/ruff format $(LINTED)
+
+test: $(STAMP) chromium lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 slow: $(STAMP)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import diffdensity as dd
-from diffdensity.adapters import lambda_table, timestep_from_lambda
+from diffdensity.adapters import lambda_table, timestep_from_lambda, warn_if_guided
+from diffdensity.models import CountingModel
 
 from conftest import make_mixture
 
@@ -160,9 +161,9 @@ def test_class_conditional_guidance_is_the_cfg_combination_and_warns_once_for_sd
     assert guided.guided and generic.guided and not cond.guided
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        dd.warn_if_guided(cond)
-        dd.warn_if_guided(dd.CountingModel(guided))  # seen through the NFE counter the samplers wrap models in
-        dd.warn_if_guided(guided)
+        warn_if_guided(cond)
+        warn_if_guided(CountingModel(guided))  # seen through the NFE counter the samplers wrap models in
+        warn_if_guided(guided)
     assert len(rec) == 1 and "biased" in str(rec[0].message)
     with pytest.raises(ValueError, match="schedules"):
         dd.Guided(cond, make_mixture(4).diffused(dd.VE()), w)

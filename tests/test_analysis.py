@@ -152,7 +152,7 @@ def test_analyze_cli_on_digits(tmp_path, name, args, files):
 
     out = tmp_path / name
     r = CliRunner().invoke(main, ["analyze", name, "--n", "3", "--seed", "0", "--out", str(out), "--logp-steps", "2",
-                                  "--logp-probes", "1", "--no-progress", *args])
+                                  "--logp-probes", "1", "--logp-solver", "heun", "--no-progress", *args])
     assert r.exit_code == 0, r.output
     for f in files:
         assert (out / f).stat().st_size > 0

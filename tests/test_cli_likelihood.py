@@ -61,3 +61,25 @@ def test_likelihood_of_a_shipped_model_on_its_data_set(tmp_path):
     assert s["n"] == 4 and s["levels"] == 17 and s["model"] == "digits8" and 0 < s["mean"] < 8
     r = CliRunner().invoke(main, ["likelihood", "digits8", "--autocast", "bf16", *FAST, "--out", str(tmp_path / "e")])
     assert r.exit_code != 0 and "diffusers models only" in r.output
+
+
+def test_likelihood_command_costs_what_the_library_call_costs(tmp_path):
+    """Issue 25: `diffdensity likelihood` makes exactly the score calls of dd.evaluate_bits_per_dim with the same
+    settings (default scheme: dopri5 + quadrature), and gives the same per-example values and standard errors."""
+    import torch
+
+    import diffdensity as dd
+    from diffdensity.data.loading import model_dataset
+
+    args = ["--n", "3", "--batch-size", "3", "--nodes", "8", "--no-progress"]
+    r = CliRunner().invoke(main, ["likelihood", "digits8", *args, "--out", str(tmp_path / "cli")])
+    assert r.exit_code == 0, r.output
+    cli = json.loads((tmp_path / "cli" / "summary.json").read_text())
+    m = dd.load("digits8")
+    lib = dd.evaluate_bits_per_dim(m, model_dataset(m).test, batch_size=3, levels=17, limit=3, nodes=8,
+                                   progress=False, generator=torch.Generator().manual_seed(0))
+    assert cli["nfe_total"] == lib["nfe_total"]
+    per = np.load(tmp_path / "cli" / "per_example.npz")
+    assert np.allclose(per["bits_per_dim"], lib["per_example"]) and np.allclose(per["bits_per_dim_stderr"],
+                                                                                lib["per_example_stderr"])
+    assert np.isfinite(per["bits_per_dim_stderr"]).all() and cli["median_stderr"] > 0

@@ -87,3 +87,21 @@ def test_exact_and_hutchinson_on_a_diffusers_unet_with_attention():
     se = quad.std(0) / 2  # and Hutchinson agrees with the exact trace within its standard error
     assert ((h - ev.lap).abs() <= 4 * se + 1e-6).all()
     assert (evaluate(m, lam, x, {"lap", "hvp"}, Divergence("exact")).lap - ev.lap).abs().max() < 1e-4
+
+
+def test_auto_chunk_is_chosen_by_speed_within_the_memory_cap_and_changes_nothing():
+    """The first exact evaluation times chunks of 1, 2, 4, … basis vectors (up to the memory cap) on the vectors it
+    needs anyway and keeps the fastest per vector; the divergence is the same as one chunk of all D."""
+    from diffdensity.evaluation import Divergence, evaluate
+
+    s = dd.VP()
+    m = make_mixture(24, seed=3).diffused(s)
+    x = m.sample(5, 0.0, generator=torch.Generator().manual_seed(0))
+    auto = Divergence("exact")
+    first = evaluate(m, 0.0, x, {"lap"}, auto)
+    assert auto._cap is not None and auto._chunk is not None and auto._chunk <= max(auto._cap, 1)
+    assert auto._chunk & (auto._chunk - 1) == 0  # a trial size: a power of two
+    again = evaluate(m, 0.0, x, {"lap"}, auto)
+    whole = evaluate(m, 0.0, x, {"lap"}, Divergence("exact", chunk_size=None))
+    assert torch.allclose(first.lap, whole.lap, atol=1e-10) and torch.allclose(again.lap, whole.lap, atol=1e-10)
+    assert torch.allclose(whole.lap, m.laplacian(x, 0.0), atol=1e-8)

@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 import diffdensity as dd
+from diffdensity.models import CountingModel
 
 from conftest import make_mixture
 
@@ -43,7 +44,7 @@ def test_model_errors():
     with pytest.raises(ValueError, match="Schedule"):
         dd.NetworkModel(nn.Identity(), "VP")
     with pytest.raises(ValueError, match="not a model"):
-        dd.CountingModel(nn.Identity())
+        CountingModel(nn.Identity())
     m = make_mixture(2).diffused(dd.VP())
     with pytest.raises(ValueError, match="batch"):
         dd.NetworkModel(ExactPrediction(m, "eps"), dd.VP()).score(torch.zeros(4, 2, dtype=torch.float64),

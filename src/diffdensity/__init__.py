@@ -8,21 +8,33 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
+    # schedules and models
     **dict.fromkeys(("VP", "VE", "FlowMatching", "Schedule"), ".schedules"),
-    **dict.fromkeys(("NetworkModel", "CountingModel", "PARAMETRIZATIONS"), ".models"),
+    **dict.fromkeys(("NetworkModel", "PARAMETRIZATIONS"), ".models"),
     **dict.fromkeys(("GaussianMixture", "DiffusedMixture"), ".oracle"),
+    **dict.fromkeys(("load", "save", "list_models"), ".io"),
+    # sampling and density (paper 1)
     **dict.fromkeys(("Samples", "sample", "sample_ode", "sample_sde", "sample_hd"), ".sampling"),
     "mode_tracking": ".modes",
     **dict.fromkeys(("log_prob", "bits_per_dim", "ode_sde_gap"), ".likelihood"),
-    **dict.fromkeys(("load", "save", "list_models"), ".io"),
-    **dict.fromkeys(("train", "TrainConfig", "Trainer", "ImportanceSampler", "EMA", "denoising_loss"), ".training"),
-    **dict.fromkeys(("from_diffusers", "from_denoiser", "from_score_sde", "Guided", "warn_if_guided"), ".adapters"),
     "evaluate_bits_per_dim": ".evaluate",
+    # guidance and score alignment (paper 2)
     **dict.fromkeys(("sample_prior_guided", "sample_density_guided", "sample_stochastic_density_guided",
                      "InfeasibleGuidance"), ".guidance"),
     **dict.fromkeys(("score_alignment", "alignment_fraction", "prior_guidance_identity"), ".alignment"),
+    # distributional models (paper 3)
     **dict.fromkeys(("energy_score", "kernel_score", "sample_distributional", "sample_ddim", "GeneratorModel",
-                     "OracleGenerator", "MeanGenerator", "mmd", "mmd2", "energy_distance"), ".distributional"),
+                     "MeanGenerator", "mmd", "mmd2", "energy_distance"), ".distributional"),
+    # other people's models
+    **dict.fromkeys(("from_diffusers", "from_denoiser", "from_score_sde", "Guided"), ".adapters"),
+    # training
+    **dict.fromkeys(("train", "TrainConfig", "Trainer", "EMA"), ".training"),
+    # extension points (docs/extending.md): dynamics, noise, one evaluation record, divergence, the legs, registries
+    **dict.fromkeys(("Dynamics", "Noise"), ".dynamics"),
+    **dict.fromkeys(("Eval", "Divergence"), ".evaluation"),
+    **dict.fromkeys(("integrate_ode", "integrate_sde"), ".integrate"),
+    "Solver": ".solvers",
+    **dict.fromkeys(("SOLVERS", "SAMPLERS", "GUIDANCE"), ".registry"),
 }
 
 __all__ = list(_EXPORTS)

@@ -4,7 +4,8 @@ Layout of ``out`` (all files written atomically, so an interruption leaves only 
 
     out/settings.json          what is evaluated (checked on resume: a different setting is an error)
     out/batches/b000123.npz    one file per finished batch: index, bits/dim per example and per repeat, nfe, seconds
-    out/per_example.npz        the gathered result: index (n,), bits_per_dim (n,), bits_per_dim_repeats (n, repeats)
+    out/per_example.npz        the gathered result: index (n,), bits_per_dim (n,), bits_per_dim_repeats (n, repeats),
+                               bits_per_dim_stderr (n,: the probes' standard error; NaN where the settings give none)
     out/summary.json           mean, sem, n, solver settings, NFE, time, model
 
 Batch b always holds examples [b·B, (b+1)·B) and processes take whole batches round-robin (b mod P), so a batch
@@ -27,7 +28,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._io_utils import atomic_write, write_json
-from .likelihood import _data_dtype, bits_per_dim, log_prob
+from .likelihood import _data_dtype, bits_per_dim, log_prob, stderr_available
 from .models import CountingModel
 from .solvers import resolve
 
@@ -177,6 +178,7 @@ def _gather(state, results: list, computed: int, resumed: int, n: int, n_batches
     if not np.array_equal(index, np.arange(n)):
         raise RuntimeError(f"gathered {index.size} results for {n} examples; some batches are missing.")
     bpd_rep = np.concatenate([r["bpd_repeats"] for r in allres])[order]
+    stderr = np.concatenate([r.get("stderr", np.full(len(r["index"]), np.nan)) for r in allres])[order]
     bpd = bpd_rep.mean(1)
     nfe = np.array([int(r["nfe"]) for r in allres])
     numbers = {
@@ -191,8 +193,9 @@ def _gather(state, results: list, computed: int, resumed: int, n: int, n_batches
         "batches_computed": int(sum(g[2] for g in gathered)),
         "batches_resumed": int(sum(g[3] for g in gathered)),
         "probe_seeding": "per-example (seed, example, repeat)",
+        "median_stderr": None if np.isnan(stderr).all() else float(np.nanmedian(stderr)),
     }
-    return numbers, index, bpd_rep
+    return numbers, index, bpd_rep, stderr
 
 
 def evaluate_bits_per_dim(model, dataset, *, batch_size: int = 64, levels: int | None = 256, repeats: int = 1,
@@ -234,15 +237,17 @@ def evaluate_bits_per_dim(model, dataset, *, batch_size: int = 64, levels: int |
         return _evaluate_batch(model, batch, idx, b, seed, levels, reps, dequantize, solver_kw, device)
 
     results, computed, resumed = _run_batches(dataset, n, batch_size, evaluate, out, state, progress)
-    numbers, index, bpd_rep = _gather(state, results, computed, resumed, n, math.ceil(n / batch_size))
+    numbers, index, bpd_rep, stderr = _gather(state, results, computed, resumed, n, math.ceil(n / batch_size))
     summary = {**settings, **numbers}
     bpd = bpd_rep.mean(1)
     if out is not None and state.is_main_process:
-        _write_npz(out / "per_example.npz", index=index, bits_per_dim=bpd, bits_per_dim_repeats=bpd_rep)
+        _write_npz(out / "per_example.npz", index=index, bits_per_dim=bpd, bits_per_dim_repeats=bpd_rep,
+                   bits_per_dim_stderr=stderr)
         write_json(out / "summary.json", summary)
     if out is not None:
         state.wait_for_everyone()
-    return {**summary, "per_example": bpd, "per_example_repeats": bpd_rep, "index": index}
+    return {**summary, "per_example": bpd, "per_example_repeats": bpd_rep, "per_example_stderr": stderr,
+            "index": index}
 
 
 def _evaluate_batch(model, x: Tensor, idx: range, b: int, seed: int, levels, reps: int, dequantize: str,
@@ -257,7 +262,7 @@ def _evaluate_batch(model, x: Tensor, idx: range, b: int, seed: int, levels, rep
                                     or (levels is not None and (xf > levels - 1).any())):
         raise ValueError(f"examples {idx.start}..{idx.stop - 1} are not integers in [0, {levels - 1}]; pass integer "
                          "data (e.g. uint8 images) or dequantize='none' for continuous data.")
-    vals, nfe = [], 0
+    vals, errs, nfe = [], [], 0
     for r in range(reps):
         if dequantize == "uniform":
             u = torch.stack([torch.rand(xf.shape[1:], dtype=xf.dtype,
@@ -267,28 +272,41 @@ def _evaluate_batch(model, x: Tensor, idx: range, b: int, seed: int, levels, rep
             u = 0.0
         g = [torch.Generator(device=xf.device).manual_seed(example_seed(seed, _PROBE, i, r)) for i in idx]
         counter = CountingModel(model)
-        v = bits_per_dim(counter, xf + u, levels=levels, dequantize="none", generator=g, progress=False, **solver_kw)
+        se = stderr_available(**solver_kw)
+        v = bits_per_dim(counter, xf + u, levels=levels, dequantize="none", generator=g, progress=False,
+                         return_stderr=se, **solver_kw)
+        v, s = v if se else (v, torch.full_like(v, float("nan")))
         vals.append(v.detach().double().cpu().numpy())
+        errs.append(s.detach().double().cpu().numpy())
         nfe += counter.nfe
     return {"index": np.arange(idx.start, idx.stop), "bpd": np.mean(vals, 0), "bpd_repeats": np.stack(vals, 1),
-            "nfe": np.array(nfe), "seconds": np.array(time.perf_counter() - t0)}
+            "stderr": np.sqrt(np.sum(np.square(errs), 0)) / reps, "nfe": np.array(nfe),
+            "seconds": np.array(time.perf_counter() - t0)}
 
 
 def data_log_prob(model, data=None, split: str = "test", n: int = 128, bpd: bool = True, repeats: int = 1,
-                  **log_prob_kw) -> tuple[Tensor, str]:
+                  **log_prob_kw) -> tuple[Tensor, Tensor | None, str]:
     """Log p (nats) of the model-space samples in a .npz/.npy ``data`` file, or of the first ``n`` examples of a
-    data set's ``split`` (default the model's own; bits/dim of integer data with ``bpd``) -> (values, kind)."""
+    data set's ``split`` (default the model's own; bits/dim of integer data with ``bpd``) -> (values, their
+    standard errors or None where the settings give none, kind)."""
     from .data import load_dataset
     from .data.loading import model_dataset, read_array
 
+    se = stderr_available(**log_prob_kw)
     if data is not None and Path(data).suffix in (".npz", ".npy"):
         x = torch.as_tensor(read_array(data), dtype=torch.float32)[:n]
-        return log_prob(model, x, **log_prob_kw), "log_prob_nats"
+        return (*_with_se(log_prob(model, x, return_stderr=se, **log_prob_kw), se), "log_prob_nats")
     own = (getattr(model, "config", {}) or {}).get("dataset")
     if not (data or own):
         raise ValueError("pass --data (a data set name or a .npz of model-space samples).")
     ds = model_dataset(model) if data in (None, own) else load_dataset(data)
     x = getattr(ds, split)[:n]
     if bpd and ds.levels is not None:
-        return bits_per_dim(model, x, levels=ds.levels, repeats=repeats, **log_prob_kw), "bits_per_dim"
-    return log_prob(model, ds.transform.forward(x.float()), **log_prob_kw), "log_prob_nats"
+        out = bits_per_dim(model, x, levels=ds.levels, repeats=repeats, return_stderr=se, **log_prob_kw)
+        return (*_with_se(out, se), "bits_per_dim")
+    return (*_with_se(log_prob(model, ds.transform.forward(x.float()), return_stderr=se, **log_prob_kw), se),
+            "log_prob_nats")
+
+
+def _with_se(out, se: bool) -> tuple:
+    return out if se else (out, None)

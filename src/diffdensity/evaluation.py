@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -80,7 +81,8 @@ class Divergence:
         self.chunk_size, self.mode, self.fixed, self.probes = chunk_size, mode, fixed, probes
         self.rows: Tensor | None = None
         self.batched = True  # False once vmap failed on this model: one VJP per vector from then on
-        self._chunk: int | None = None  # the measured "auto" chunk
+        self._chunk: int | None = None  # the "auto" chunk, chosen by speed at the first evaluation
+        self._cap: int | None = None  # the most vectors per chunk the memory budget allows (measured)
 
     @classmethod
     def of(cls, divergence, generator=None) -> "Divergence | None":
@@ -106,7 +108,7 @@ class Divergence:
         return probes
 
     def chunk(self, x: Tensor) -> int:
-        """Basis vectors per batched VJP: ``chunk_size``, or for "auto" from the measured memory of the forward."""
+        """Basis vectors per batched VJP: ``chunk_size``, or for "auto" the size chosen by speed within the memory cap."""
         D = x[0].numel()
         if self.chunk_size is None:
             return D
@@ -118,7 +120,7 @@ class Divergence:
     def measuring(self) -> bool:
         """True until the "auto" chunk is measured (that evaluation takes the autograd path: torch.func refuses
         saved-tensor hooks)."""
-        return self.kind == "exact" and self.chunk_size == "auto" and self._chunk is None
+        return self.kind == "exact" and self.chunk_size == "auto" and self._cap is None
 
     def forward(self, model, x: Tensor, lam, fn):
         """Run ``fn()`` (the forward pass that the VJPs will pull back through), measuring for "auto" the memory
@@ -133,7 +135,7 @@ class Divergence:
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             out = fn()
-        self._chunk = auto_chunk(x, saved[0])
+        self._cap = auto_chunk(x, saved[0])
         return out
 
     def trace(self, s: Tensor, vjp, x: Tensor) -> Tensor:
@@ -144,13 +146,31 @@ class Divergence:
             return (self._vjps(vjp, probes) * probes).reshape(probes.shape[0], B, -1).sum(-1).mean(0)
         eye = torch.eye(D, dtype=x.dtype, device=x.device)
         div = torch.zeros(B, dtype=x.dtype, device=x.device)
-        c = self.chunk(x)
-        for start in range(0, D, c):
+        start, timed = 0, []
+        while start < D:
+            c = self._next_chunk(x, timed)
             basis = eye[start:start + c]  # (c, D): the same basis vector for every sample (samples are independent)
             gouts = basis[:, None, :].expand(-1, B, -1).reshape(-1, *x.shape)
+            t0 = time.perf_counter()
             rows = self._vjps(vjp, gouts)
+            if basis.shape[0] == c:  # a whole trial chunk (the last one may be cut short by D)
+                timed.append((c, time.perf_counter() - t0))
             div = div + (rows.reshape(basis.shape[0], B, D) * basis[:, None, :]).sum((0, 2))
+            start += basis.shape[0]
+        if self.chunk_size == "auto" and self._chunk is None and timed:
+            self._chunk = min(timed, key=lambda ct: ct[1] / ct[0])[0]  # fastest per vector, first D vectors only
         return div
+
+    def _next_chunk(self, x: Tensor, timed: list) -> int:
+        """The next chunk's size: fixed, or for "auto" (until chosen) trial sizes 1, 2, 4, … up to the memory cap,
+        each timed on the vectors it computes anyway (the choice costs no extra VJP)."""
+        if self.chunk_size != "auto" or self._chunk is not None:
+            return self.chunk(x)
+        cap = self._cap or 1
+        trial = 1 if not timed else 2 * timed[-1][0]
+        if trial > cap:
+            return min(timed, key=lambda ct: ct[1] / ct[0])[0]
+        return trial
 
     def _vjps(self, vjp, vs: Tensor) -> Tensor:
         if self.batched and vs.shape[0] > 1:
@@ -212,13 +232,15 @@ def _vmap_failure(e: RuntimeError) -> bool:
     return any(k in msg for k in ("vmap", "NYI", "functorch", "Batching rule", "batched"))
 
 
-# Memory budget of one batched VJP chunk: on a GPU a quarter of the free memory; on a CPU a size that stays
-# cache-friendly (measured: on the D = 64 oracle, chunks of 8 VJPs ≈ 20 MB ran 2-4× faster than chunks of 64).
-CPU_CHUNK_BYTES = 32 * 2**20
+# Memory budget of one batched VJP chunk: on a GPU a quarter of the free memory, on a CPU 1 GiB; within it the chunk is
+# chosen by measured speed (trial sizes 1, 2, 4, … at the first evaluation; on the D = 64 oracle chunks of 8 VJPs
+# ran 2-4× faster than chunks of 64, on the shipped UNets the budget allows a few: benchmarks/divergence_cost.py).
+CPU_CHUNK_BYTES = 2**30
 
 
 def auto_chunk(x: Tensor, saved_bytes: int) -> int:
-    """Basis vectors per batched VJP from the memory autograd saved for one forward pass (``saved_bytes``)."""
+    """The most basis vectors per batched VJP that the memory budget allows, from the memory autograd saved for one
+    forward pass (``saved_bytes``; one VJP needs about that again, a vmapped chunk about 4× per vector)."""
     per = max(int(saved_bytes), x.numel() * x.element_size())
     if x.is_cuda:
         free, _ = torch.cuda.mem_get_info(x.device)

@@ -11,7 +11,7 @@ from .data.transforms import to_model_space, unit_interval_transform
 from .dynamics import PFODE
 from .evaluation import Divergence, Eval, evaluate
 from .integrate import Samples, integrate_ode, prepare
-from .quadrature import DEFAULT_NODES, ExampleStreams, log_density_quadrature
+from .quadrature import DEFAULT_NODES, NODE_PROBES, ExampleStreams, log_density_quadrature
 from .solvers import resolve
 from .tracking import _same_lam
 
@@ -26,7 +26,7 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "do
              *, prior=None, probe: str = "rademacher", chunk_size: int | str | None = "auto",
              return_nfe: bool = False, progress=None, time: str | None = None, grid=None, control: str = "example",
              density: str = "lambda_max", nodes: int | None = None, precision: float | None = None,
-             return_stderr: bool = False, batch_size: int | None = 256):
+             return_stderr: bool = False, batch_size: int | None = 64):
     """log p_{λ_max}(x) in nats -> (batch,): encode x by the PF-ODE to λ_min accumulating Δ = ∫(−div u)dλ, then
     log p(x) = prior(x_enc) − Δ (math.md §1.1). ``prior`` defaults to the schedule's Gaussian prior;
     ``density="data"``: log p₀(x), the data's own density, with both ends beyond the schedule's range closed by
@@ -37,7 +37,8 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "do
     control per example (default: an example's log p does not depend on its batch) or shared by the "batch".
 
     Hutchinson noise (math.md §I.4): with an adaptive solver x is solved alone and Δ integrated by quadrature at
-    ``nodes`` (default 128) with max(2, ``n_probes``) fresh probes per node from each example's own stream;
+    ``nodes`` (default 128) with max(4, ``n_probes``) fresh probes per node from each example's own stream (their
+    spread gives the standard error; probes at a node share its forward pass, so they are cheaper than nodes);
     ``nodes=0`` is the augmented solve with one probe held for the whole solve (the reference's scheme, noisier).
     Fixed-step solvers draw fresh probes at every evaluation. ``precision`` (nats): spend probes until each example's
     standard error is below it (quadrature scheme). ``return_stderr=True`` also returns the standard errors
@@ -94,7 +95,7 @@ def _log_prob(model, x, generator, *, divergence, solver, steps, grid, n_probes,
     m = prepare(model, x, "x")
     sch = model.schedule
     per_example = generator if isinstance(generator, (list, tuple)) else ExampleStreams(x, generator).gens
-    div = Divergence(divergence, n_probes=n_probes if scheme != "quadrature" else max(2, n_probes), probe=probe,
+    div = Divergence(divergence, n_probes=n_probes if scheme != "quadrature" else max(NODE_PROBES, n_probes), probe=probe,
                      generator=per_example, chunk_size=chunk_size, fixed=scheme == "held")
     first, offset = None, 0.0
     if density == "data":  # enter at α(λ_max)·x; the first stage reuses this evaluation
@@ -104,7 +105,8 @@ def _log_prob(model, x, generator, *, divergence, solver, steps, grid, n_probes,
         offset = data_end(sch, first)
     if scheme == "quadrature":
         enc = log_density_quadrature(m, PFODE(sch), x, sch.lambda_max, sch.lambda_min, solver=solver,
-                                     nodes=DEFAULT_NODES if nodes is None else int(nodes), n_probes=max(2, n_probes),
+                                     nodes=DEFAULT_NODES if nodes is None else int(nodes),
+                                     n_probes=max(NODE_PROBES, n_probes),
                                      generator=per_example, precision=precision, probe=probe, first_eval=first,
                                      progress=progress, desc="log_prob")
     else:
@@ -164,8 +166,9 @@ def _data_dtype(model, x: Tensor) -> torch.dtype:
 
 
 def bits_per_dim(model, x_int: Tensor, levels: int = 256, dequantize: str = "uniform", repeats: int = 1,
-                 generator: torch.Generator | None = None, **log_prob_kw) -> Tensor:
-    """Bits per dimension of integer data -> (batch,).
+                 generator: torch.Generator | None = None, *, return_stderr: bool = False, **log_prob_kw):
+    """Bits per dimension of integer data -> (batch,); with ``return_stderr`` also each value's Monte-Carlo standard
+    error from the divergence probes (``log_prob``'s, math.md §I.4; the draws of u are the estimator's own).
 
     With data units x ∈ {0, …, levels−1} and the model's data transform z = T(x) (its own, or by default
     z = 2x/levels − 1), uniform dequantization bounds the discrete log-likelihood by
@@ -203,13 +206,18 @@ def bits_per_dim(model, x_int: Tensor, levels: int = 256, dequantize: str = "uni
     D = xf[0].numel()
     log_det = transform.log_abs_det()
     total = torch.zeros(xf.shape[0], dtype=xf.dtype, device=xf.device)
-    for _ in range(int(repeats) if dequantize == "uniform" else 1):
+    var = torch.zeros_like(total)
+    reps = int(repeats) if dequantize == "uniform" else 1
+    for _ in range(reps):
         z = to_model_space(xf, transform, dequantize == "uniform", generator)
         check_batch(z, "transformed x")
-        lp = log_prob(model, z, generator=generator, **log_prob_kw)
+        lp = log_prob(model, z, generator=generator, return_stderr=return_stderr, **log_prob_kw)
+        if return_stderr:
+            lp, se = lp
+            var = var + se.to(var.dtype) ** 2
         total = total + lp + log_det
-    mean_lp = total / (int(repeats) if dequantize == "uniform" else 1)
-    return -mean_lp / (D * math.log(2.0))
+    bpd = -(total / reps) / (D * math.log(2.0))
+    return (bpd, var.sqrt() / (reps * D * math.log(2.0))) if return_stderr else bpd
 
 
 def ode_sde_gap(model, samples: Samples, **log_prob_kw) -> Tensor:

@@ -23,9 +23,11 @@ from .evaluation import Divergence, Eval
 from .integrate import Samples, _ends, _InTime, prepare
 from .tracking import AugmentedODE, LogDensityRule
 
-__all__ = ["gauss_legendre", "ExampleStreams", "log_density_quadrature", "DEFAULT_NODES", "MAX_PROBES_PER_NODE"]
+__all__ = ["gauss_legendre", "ExampleStreams", "log_density_quadrature", "DEFAULT_NODES", "NODE_PROBES",
+           "MAX_PROBES_PER_NODE"]
 
 DEFAULT_NODES = 128  # 64 two-point panels (measured: benchmarks/precision.py)
+NODE_PROBES = 4  # probes per node by default: they share the node's forward pass (variance ∝ 1/(nodes·probes))
 MAX_PROBES_PER_NODE = 256  # what precision= may spend per node before it gives up with a warning
 
 

@@ -80,6 +80,7 @@ class Registry:
 SOLVERS = Registry("solver")
 SOLVERS.register("euler", "diffdensity.solvers.euler:Euler")
 SOLVERS.register("heun", "diffdensity.solvers.heun:Heun")
+SOLVERS.register("midpoint", "diffdensity.solvers.midpoint:Midpoint")
 SOLVERS.register("ab2", "diffdensity.solvers.ab2:AB2")
 SOLVERS.register("dpmpp2m", "diffdensity.solvers.dpmpp2m:DPMSolverPP2M")
 SOLVERS.register("dopri5", "diffdensity.solvers.dopri5:Dopri5")

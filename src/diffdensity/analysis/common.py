@@ -12,13 +12,13 @@ from .._io_utils import atomic_write, write_json as _write_json
 from ..solvers import resolve
 from ..likelihood import log_prob, stderr_available
 
-__all__ = ["LOG_PROB_DEFAULTS", "evaluate_log_prob", "resolved", "to_uint8_images", "write_json", "figure", "save_figure",
+__all__ = ["LOG_PROB_DEFAULTS", "evaluate_log_prob", "resolved", "error_bars", "to_uint8_images", "write_json", "figure", "save_figure",
            "save_image_rows", "summary"]
 
 # log p of finished samples: the PF-ODE encoder (math.md §1.1) by dopri5 with the quadrature scheme (§I.4) at 64
-# nodes × 2 Rademacher probes — every value with its standard error, about as cheap as Heun on 64 steps with 8 probes
+# nodes × 4 Rademacher probes — every value with its standard error, about as cheap as Heun on 64 steps with 8 probes
 # was; pass divergence="exact" (D VJPs per evaluation) where that is affordable. The settings go into every JSON.
-LOG_PROB_DEFAULTS = {"divergence": "hutchinson", "nodes": 64, "n_probes": 2}
+LOG_PROB_DEFAULTS = {"divergence": "hutchinson", "nodes": 64}
 
 
 def evaluate_log_prob(model, x: Tensor, log_prob_kw: dict | None = None, generator=None, batch_size: int = 64,
@@ -34,6 +34,17 @@ def evaluate_log_prob(model, x: Tensor, log_prob_kw: dict | None = None, generat
     if not return_stderr:
         return out
     return out if se else (out, None)
+
+
+def error_bars(lp: Tensor, se: Tensor | None) -> dict:
+    """The per-image error bars of a set of log p values: their median standard error and the fraction of pairs of
+    images whose difference is resolved beyond 2 combined standard errors (None without standard errors)."""
+    if se is None:
+        return {"median_stderr": None, "resolved_pairs": None}
+    i, j = torch.triu_indices(lp.numel(), lp.numel(), 1)
+    ok = resolved(lp[i], se[i], lp[j], se[j]) if i.numel() else torch.ones(0, dtype=torch.bool)
+    return {"median_stderr": float(se.double().median()), "resolved_pairs": float(ok.double().mean()) if i.numel()
+            else None}
 
 
 def resolved(a: Tensor, sa: Tensor | None, b: Tensor, sb: Tensor | None, k: float = 2.0) -> Tensor:

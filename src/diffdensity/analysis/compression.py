@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from .common import evaluate_log_prob, figure, save_figure, settings, summary, to_uint8_images, write_json
+from .common import error_bars, evaluate_log_prob, figure, save_figure, settings, summary, to_uint8_images, write_json
 
 __all__ = ["png_size", "zlib_size", "correlations", "compression_vs_logp"]
 
@@ -33,8 +33,9 @@ def zlib_size(images: np.ndarray, level: int = 9) -> np.ndarray:
                        for im in np.asarray(images, dtype=np.uint8)])
 
 
-def correlations(a, b) -> dict:
-    """Pearson and Spearman correlation of two sequences (with their p-values, scipy.stats)."""
+def correlations(a, b, ci: bool = False, resamples: int = 1000, seed: int = 0) -> dict:
+    """Pearson and Spearman correlation of two sequences (with their p-values, scipy.stats); with ``ci`` also their
+    95% bootstrap intervals over the items (``resamples`` seeded resamples, percentile method)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape or a.size < 3:
         raise ValueError(f"need two sequences of equal length ≥ 3; got {a.shape} and {b.shape}.")
@@ -43,8 +44,15 @@ def correlations(a, b) -> dict:
                 "spearman_p": float("nan"), "n": int(a.size)}
     p = stats.pearsonr(a, b)
     s = stats.spearmanr(a, b)
-    return {"pearson": float(p[0]), "pearson_p": float(p[1]), "spearman": float(s[0]), "spearman_p": float(s[1]),
-            "n": int(a.size)}
+    out = {"pearson": float(p[0]), "pearson_p": float(p[1]), "spearman": float(s[0]), "spearman_p": float(s[1]),
+           "n": int(a.size)}
+    if ci:
+        idx = np.random.default_rng(seed).integers(0, a.size, (int(resamples), a.size))
+        boot = [(np.corrcoef(a[i], b[i])[0, 1], stats.spearmanr(a[i], b[i])[0]) for i in idx
+                if np.ptp(a[i]) > 0 and np.ptp(b[i]) > 0]
+        lo, hi = np.nanpercentile(np.asarray(boot), [2.5, 97.5], axis=0)
+        out.update(pearson_ci=[float(lo[0]), float(hi[0])], spearman_ci=[float(lo[1]), float(hi[1])])
+    return out
 
 
 def compression_vs_logp(model, sets: dict[str, Tensor], logp: dict[str, Tensor] | None = None, level: int = 9,
@@ -58,16 +66,18 @@ def compression_vs_logp(model, sets: dict[str, Tensor], logp: dict[str, Tensor] 
     res = {"analysis": "png", "level": int(level), "sets": {}, "log_prob": settings(log_prob_kw), "logp_given_for": given}
     pooled = {"logp": [], "png": [], "zlib": []}
     for name, x in sets.items():
-        lp = (logp or {}).get(name)
+        lp, se = (logp or {}).get(name), None
         if lp is None:
-            lp = evaluate_log_prob(model, x, log_prob_kw, generator, progress=progress)
+            lp, se = evaluate_log_prob(model, x, log_prob_kw, generator, progress=progress, return_stderr=True)
         lp = torch.as_tensor(lp).double()
         imgs = to_uint8_images(model, x)
         png, zl = png_size(imgs, level), zlib_size(imgs, level)
         res["sets"][name] = {"logp": summary(lp), "png_bytes": summary(torch.as_tensor(png)),
-                             "zlib_bytes": summary(torch.as_tensor(zl)),
-                             "logp_vs_png": correlations(lp.numpy(), png), "logp_vs_zlib": correlations(lp.numpy(), zl),
-                             "per_sample": {"logp": lp.tolist(), "png": png.tolist(), "zlib": zl.tolist()}}
+                             "zlib_bytes": summary(torch.as_tensor(zl)), **error_bars(lp, se),
+                             "logp_vs_png": correlations(lp.numpy(), png, ci=True),
+                             "logp_vs_zlib": correlations(lp.numpy(), zl, ci=True),
+                             "per_sample": {"logp": lp.tolist(), "stderr": None if se is None else se.tolist(),
+                                            "png": png.tolist(), "zlib": zl.tolist()}}
         pooled["logp"] += lp.tolist()
         pooled["png"] += png.tolist()
         pooled["zlib"] += zl.tolist()

@@ -6,8 +6,8 @@ import torch
 from torch import Tensor
 
 from ..sampling import sample_hd, sample_ode, sample_sde
-from .common import evaluate_log_prob, figure, save_figure, save_image_rows, settings, summary, to_uint8_images, \
-    write_json
+from .common import error_bars, evaluate_log_prob, figure, save_figure, save_image_rows, settings, summary, \
+    to_uint8_images, write_json
 
 __all__ = ["threshold_sweep"]
 
@@ -29,12 +29,17 @@ def threshold_sweep(model, x_T: Tensor, thresholds=(8.0, 6.0, 4.0, 2.0, 0.0), st
     sets["pf_ode"] = sample_ode(model, x_T, steps=steps, solver=solver, progress=progress).x
     sets["sde"] = sample_sde(model, x_T, steps=sde_steps or steps, track_logp=False, generator=g,
                              progress=progress).x
-    logp = {k: evaluate_log_prob(model, x, log_prob_kw, generator=g, progress=progress) for k, x in sets.items()}
+    runs = {k: evaluate_log_prob(model, x, log_prob_kw, generator=g, progress=progress, return_stderr=True)
+            for k, x in sets.items()}
+
+    def entry(k):
+        lp, se = runs[k]
+        return {**summary(lp), **error_bars(lp, se), "logp": lp.tolist(), "stderr": None if se is None else se.tolist()}
     res = {
         "thresholds": thresholds,
-        "hd": {f"{t:g}": {**summary(logp[f"hd {t:g}"]), "logp": logp[f"hd {t:g}"].tolist()} for t in thresholds},
-        "pf_ode": {**summary(logp["pf_ode"]), "logp": logp["pf_ode"].tolist()},
-        "sde": {**summary(logp["sde"]), "logp": logp["sde"].tolist()},
+        "hd": {f"{t:g}": entry(f"hd {t:g}") for t in thresholds},
+        "pf_ode": entry("pf_ode"),
+        "sde": entry("sde"),
         "settings": {"steps": steps, "first": first, "solver": solver, "sde_steps": sde_steps or steps,
                      "n": int(x_T.shape[0]), "log_prob": settings(log_prob_kw)},
     }

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from . import main
-from ._common import DIVERGENCES, solver_option
+from ._common import is_adaptive, DIVERGENCES, solver_option
 
 
 def _analysis_common(f):
@@ -17,9 +17,13 @@ def _analysis_common(f):
         click.option("--out", type=click.Path(), default=None, help="output folder (default: analysis_<name>)"),
         click.option("--logp-divergence", type=click.Choice(DIVERGENCES), default="hutchinson",
                      help="divergence of the PF-ODE encoder that scores finished samples"),
-        click.option("--logp-probes", type=int, default=8, help="Hutchinson probes of that encoder"),
-        solver_option("--logp-solver", default="heun"),
-        click.option("--logp-steps", type=int, default=64),
+        click.option("--logp-probes", type=click.IntRange(min=1), default=4,
+                     help="Hutchinson probes (per quadrature node with an adaptive solver)"),
+        solver_option("--logp-solver", default="dopri5"),
+        click.option("--logp-steps", type=click.IntRange(min=1), default=None,
+                     help="steps of a fixed-step --logp-solver (default 64)"),
+        click.option("--logp-nodes", type=click.IntRange(min=2), default=64,
+                     help="quadrature nodes of the encoder's divergence integral (adaptive solver; math.md §I.4)"),
         click.option("--no-progress", "progress", is_flag=True, flag_value=False, default=None),
         click.option("--device", default="cpu", expose_value=False, help="cpu | cuda | cuda:N",
                      callback=lambda ctx, param, value: ctx.meta.__setitem__("device", value)),
@@ -33,7 +37,7 @@ def _device() -> str:
     return click.get_current_context().meta.get("device", "cpu")
 
 
-def _analysis_setup(model, n, seed, logp_divergence, logp_probes, logp_solver, logp_steps):
+def _analysis_setup(model, n, seed, logp_divergence, logp_probes, logp_solver, logp_steps, logp_nodes):
     """(loaded model, seeded generator, log-density settings) of one analysis."""
     import torch
 
@@ -42,7 +46,11 @@ def _analysis_setup(model, n, seed, logp_divergence, logp_probes, logp_solver, l
 
     torch.manual_seed(seed)
     m = load(model, device=_device())
-    kw = {"divergence": logp_divergence, "solver": logp_solver, "steps": logp_steps}
+    kw = {"divergence": logp_divergence, "solver": logp_solver}
+    if is_adaptive(logp_solver):
+        kw.update({"nodes": logp_nodes} if logp_divergence == "hutchinson" else {})
+    else:
+        kw["steps"] = logp_steps or 64
     if logp_divergence == "hutchinson":
         kw["n_probes"] = logp_probes
     if n < 1:
@@ -110,8 +118,12 @@ def analyze_png(model, steps, level, n, seed, out, progress, **logp):
     res = compression_vs_logp(m, sets, level=level, log_prob_kw=kw, generator=g, out=out, progress=progress)
     for name, r in {**res["sets"], "pooled": res["pooled"]}.items():
         c, z = r["logp_vs_png"], r["logp_vs_zlib"]
-        click.echo(f"{name}: log p vs PNG Pearson {c['pearson']:.3f} Spearman {c['spearman']:.3f}; "
+        ci = "" if "spearman_ci" not in c else " [{:.2f}, {:.2f}]".format(*c["spearman_ci"])
+        click.echo(f"{name}: log p vs PNG Pearson {c['pearson']:.3f} Spearman {c['spearman']:.3f}{ci}; "
                    f"vs zlib Pearson {z['pearson']:.3f} Spearman {z['spearman']:.3f}")
+        if r.get("median_stderr") is not None:
+            click.echo(f"  per-image log p s.e. (median) {r['median_stderr']:.2f}; pairs of images resolved beyond "
+                       f"2 s.e.: {r['resolved_pairs']:.0%}")
     _done(out, ["compression.json", "compression.png"])
 
 
@@ -131,9 +143,12 @@ def analyze_blur(model, sigmas, n, seed, out, progress, **logp):
     out = out or "analysis_blur"
     res = blur_curve(m, held_out(m, n, _device()), _floats(sigmas), log_prob_kw=kw, generator=g, out=out,
                      progress=progress)
-    for s, mu in zip(res["sigmas"], res["mean"]):
-        click.echo(f"σ={s:g}: mean log p {mu:.2f}")
-    click.echo(f"monotone curves: {res['monotone_fraction']:.0%}")
+    se = res["stderr"]
+    for i, (s, mu) in enumerate(zip(res["sigmas"], res["mean"])):
+        per = "" if se is None else f"; per-image s.e. (median) {sorted(se[i])[len(se[i]) // 2]:.2f}"
+        click.echo(f"σ={s:g}: mean log p {mu:.2f} ± {res['std'][i] / max(1, res['n']) ** 0.5:.2f}{per}")
+    click.echo(f"curves that never fall by a step resolved beyond 2 s.e.: {res['monotone_fraction']:.0%} "
+               f"(steps resolved: {res['resolved_steps']:.0%}; never rise so: {res['falling_fraction']:.0%})")
     _done(out, ["blur.json", "blur.png"])
 
 

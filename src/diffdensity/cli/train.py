@@ -154,6 +154,10 @@ def options_to_config_dict(ctx, opts: dict) -> dict:
         d = _from_checkpoint(d, given)
     if ctx.meta.get("train_device") == "cpu":
         d["cpu"] = True
+    if d.get("threads") is None:  # the command line's thread policy (diffdensity._threads), not torch's default
+        from .._threads import default_threads
+
+        d["threads"] = default_threads()
     return d
 
 

@@ -173,13 +173,8 @@ def odeint_dopri5(func, y0, t0: float, t1: float, rtol: float = 1e-5, atol: floa
         a = active.nonzero().reshape(-1)
         ya = tuple(v[a] for v in y)
         ta, k1a = tau[a], tuple(k[a] for k in k1)
-        left = (t1 - ta).abs() if sgn > 0 else (ta - t1).abs()
-        ha = torch.minimum(h[a], left)
-        ks = [k1a]
-        for j in range(1, 7):
-            ks.append(f(ta + sgn * _C[j] * ha, _comb(ya, sgn * ha, ks, _A[j]), a))
-        y5 = _comb(ya, sgn * ha, ks, _B5)
-        err = _comb(tuple(torch.zeros_like(v) for v in ya), sgn * ha, ks, _E)
+        ha = torch.minimum(h[a], (t1 - ta).abs())
+        ks, y5, err = _stages(lambda t, yy: f(t, yy, a), ya, ta, sgn * ha, k1a)
         ratio = _norm(ya, ya, y5, rtol, atol, err)
         ok = ratio <= 1
         attempts[a] += 1
@@ -204,6 +199,15 @@ def odeint_dopri5(func, y0, t0: float, t1: float, rtol: float = 1e-5, atol: floa
             on_step(rounds, tau, y)
         rounds += 1
     return Solution(y, nfe, dense.path(), int(attempts.max()))
+
+
+def _stages(f, y, t, h, k1):
+    """One Dormand–Prince step from (t, y) with signed step h (per example): the 7 stages, the 5th-order solution
+    and the embedded error estimate."""
+    ks = [k1]
+    for j in range(1, 7):
+        ks.append(f(t + _C[j] * h, _comb(y, h, ks, _A[j])))
+    return ks, _comb(y, h, ks, _B5), _comb(tuple(torch.zeros_like(v) for v in y), h, ks, _E)
 
 
 # torchdiffeq's dopri5 dense output: the midpoint weights of Shampine's continuous extension, then a quartic through

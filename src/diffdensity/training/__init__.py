@@ -8,13 +8,3 @@ from .trainer import Trainer, train
 
 __all__ = ["EMA", "Objective", "Shard", "TrainConfig", "Trainer", "train", "load_checkpoint"]
 
-# Re-exports for diffdensity/__init__ (``dd.ImportanceSampler``, ``dd.denoising_loss``) until it imports their homes.
-_MOVED = {"ImportanceSampler": "diffdensity.objectives.importance", "denoising_loss": "diffdensity.objectives.denoising"}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
