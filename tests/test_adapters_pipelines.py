@@ -119,8 +119,9 @@ def test_pipeline_folder_and_conditional_network_errors(pipes, tmp_path):
 
 def test_derivatives_go_through_diffusers_attention():
     """JVPs (forward mode), score alignment and HVPs on a UNet2DModel with attention blocks."""
-    from test_adapters import tiny_unet
     from diffusers import DDPMScheduler
+    from test_adapters import tiny_unet
+
     from diffdensity.evaluation import Divergence, evaluate
 
     m = dd.from_diffusers(tiny_unet(), DDPMScheduler(num_train_timesteps=1000))

@@ -8,14 +8,18 @@ import diffdensity as dd
 
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
-from diffusers import DDPMScheduler  # noqa: E402
-
-from diffdensity.adapters import (DensityGuidanceScheduler, HighDensityScheduler, TrackedSDEScheduler,  # noqa: E402
-                                  guided_latents, lambda_table)
-from diffdensity.adapters.tiny import tiny_pipeline  # noqa: E402
-
 from conftest import make_mixture  # noqa: E402
+from diffusers import DDPMScheduler  # noqa: E402
 from test_adapters import oracle_eps_net  # noqa: E402
+
+from diffdensity.adapters import (  # noqa: E402
+    DensityGuidanceScheduler,
+    HighDensityScheduler,
+    TrackedSDEScheduler,
+    guided_latents,
+    lambda_table,
+)
+from diffdensity.adapters.tiny import tiny_pipeline  # noqa: E402
 
 STEPS = 5
 

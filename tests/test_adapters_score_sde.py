@@ -1,10 +1,9 @@
 """score_sde continuous-time VP networks: the closed-form time map and exact log p through the oracle."""
 import torch
+from conftest import make_mixture
 
 import diffdensity as dd
 from diffdensity.adapters import vp_lambda_from_time, vp_time_from_lambda
-
-from conftest import make_mixture
 
 
 def test_time_map_inverts_and_matches_the_linear_beta_marginal():

@@ -47,8 +47,8 @@ def test_sample_three_detail_levels_of_a_prompt_with_log_p_in_one_command(sd_fol
 
 
 def test_guide_and_align_take_pipelines_and_bare_diffusers_folders(sd_folder, tmp_path):
-    from test_adapters import save_pipeline, tiny_unet
     from diffusers import DDPMScheduler
+    from test_adapters import save_pipeline, tiny_unet
 
     out = invoke("guide", sd_folder, "--prompt", "a cat", "--q", "0.4,0.6", "--n", "2", "--steps", "4",
                  "--eval-steps", "4", "--out", tmp_path / "g")

@@ -50,5 +50,6 @@ def __getattr__(name):
         try:
             return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         except ImportError as e:
-            raise ImportError(f"diffdensity.adapters.{name} needs diffusers: pip install 'diffdensity[diffusers]'") from e
+            raise ImportError(f"diffdensity.adapters.{name} needs diffusers: "
+                              "pip install 'diffdensity[diffusers]'") from e
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .._checks import check_count
 from ..schedules import VP, FlowMatching
-from .core import _ForeignNetModel, _accepted_kwargs, _expand, classic_attention, required_kwargs
+from .core import _accepted_kwargs, _expand, _ForeignNetModel, classic_attention, required_kwargs
 
 PREDICTION_TYPES = {"epsilon": "eps", "v_prediction": "v", "sample": "x0", "flow_prediction": "flow"}
 INSTALL_HINT = "pip install diffusers  (or pip install 'diffdensity[diffusers]')"
@@ -116,7 +116,8 @@ class DiffusersModel(_ForeignNetModel):
         if hasattr(scheduler, "alphas_cumprod"):
             self.kind = "discrete"
             pred = pred or "epsilon"
-            self.lam_table = lambda_table(scheduler.alphas_cumprod)  # float64, not a buffer: .to(dtype) must not round it
+            # float64, not a buffer: .to(dtype) must not round it
+            self.lam_table = lambda_table(scheduler.alphas_cumprod)
             finite = self.lam_table[torch.isfinite(self.lam_table)]
             trained = (float(finite.min()), float(finite.max()))
             schedule_cls = VP

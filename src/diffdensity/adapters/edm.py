@@ -7,7 +7,8 @@ import torch
 from torch import Tensor, nn
 
 from ..schedules import VE
-from .core import _ForeignNetModel, _accepted_kwargs, _expand
+from .core import _accepted_kwargs, _expand, _ForeignNetModel
+
 
 # ------------------------------------------------------------------------------------------------ EDM denoisers
 class DenoiserModel(_ForeignNetModel):

@@ -16,7 +16,7 @@ from torch.nn.functional import logsigmoid
 
 from ..models import TO_EPS
 from ..schedules import VP
-from .core import _ForeignNetModel, _accepted_kwargs
+from .core import _accepted_kwargs, _ForeignNetModel
 from .diffusers import _condition_kwargs
 
 __all__ = ["ScoreSDEModel", "from_score_sde", "vp_time_from_lambda", "vp_lambda_from_time"]

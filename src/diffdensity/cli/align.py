@@ -27,8 +27,7 @@ def align_cmd(model, model_opt, device, n, lambda_target, steps, n_probes, seed,
     Example: diffdensity align digits8 --n 64 --out align_out
     """
     from ..analysis import alignment_study
-    from ..data.loading import prior_latents
-    from ..data.loading import load_model
+    from ..data.loading import load_model, prior_latents
     from ._common import torch_generator
 
     model = resolve_model(model, model_opt)

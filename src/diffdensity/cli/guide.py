@@ -43,8 +43,7 @@ def guide_cmd(model, model_opt, device, qs, n, steps, noise, eval_steps, diverge
     Example: diffdensity guide digits8 --q 0.3,0.5,0.6 --n 16 --out guide_out
     """
     from ..analysis import guidance_sweep
-    from ..data.loading import prior_latents
-    from ..data.loading import load_model
+    from ..data.loading import load_model, prior_latents
     from ._common import torch_generator
 
     m = load_model(resolve_model(model, model_opt), scheduler, None, device, prompt=prompt,

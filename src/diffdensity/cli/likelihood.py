@@ -5,8 +5,15 @@ from __future__ import annotations
 import click
 
 from . import main
-from ._common import (DIVERGENCES, is_adaptive, model_arg, pipeline_options, resolve_model, solver_option,
-                      torch_generator)
+from ._common import (
+    DIVERGENCES,
+    is_adaptive,
+    model_arg,
+    pipeline_options,
+    resolve_model,
+    solver_option,
+    torch_generator,
+)
 
 
 @main.command("log-prob")

@@ -6,8 +6,18 @@ import json
 import click
 
 from . import main
-from ._common import (DIVERGENCES, PIPELINE_PARAMS, csv, default_steps, fresh_out, method_choice, model_arg,
-                      pipeline_options, resolve_model, solver_option)
+from ._common import (
+    DIVERGENCES,
+    PIPELINE_PARAMS,
+    csv,
+    default_steps,
+    fresh_out,
+    method_choice,
+    model_arg,
+    pipeline_options,
+    resolve_model,
+    solver_option,
+)
 
 # sampler option -> the click parameter holding it
 _OPTION_PARAMS = {"track_logp": "track", "tracker": "tracker", "solver": "solver", "divergence": "divergence",
