@@ -80,11 +80,12 @@ def measure(model, x, exact, seeds: int, kw: dict) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="4 seeds, fewer images")
+    ap.add_argument("--quick", action="store_true", help="4 seeds, fewer images (16 digits, 8 patches)")
     ap.add_argument("--only", default="oracle64,oracle768,digits8,patches16")
+    ap.add_argument("--seeds", type=int, default=None, help="probe seeds (default 8, 4 with --quick)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    seeds = 4 if args.quick else 8
+    seeds = args.seeds or (4 if args.quick else 8)
     cases = {"oracle64": lambda: oracle(64, 16 if args.quick else 32),
              "oracle768": lambda: oracle(768, 8 if args.quick else 16),
              "digits8": lambda: image_model("digits8", 16 if args.quick else 64),

@@ -80,3 +80,48 @@ def test_demo_refuses_bad_models_and_devices_before_any_work(tmp_path):
         res = CliRunner().invoke(main, ["demo", "--quick", "--out", str(tmp_path / "d"), *args])
         assert res.exit_code == 1 and msg in res.output and "Traceback" not in res.output, res.output
         assert not (tmp_path / "d" / "mixture").exists()  # refused before the first panel
+
+
+def test_demo_finds_the_held_out_data_of_a_folder_run(tmp_path):
+    """A run trained on an image folder records its root (in the run's training config); the demo reads its held-out
+    split from there instead of failing with "folder needs root=" (issue 23)."""
+    import numpy as np
+    from PIL import Image
+
+    from diffdensity.demo import _held_out_images
+    from diffdensity.io import load
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(imgs / f"{i:02d}.png")
+    run = tmp_path / "run"
+    res = CliRunner().invoke(main, ["train", "--dataset", "folder", "--root", str(imgs), "--data-opt", "size=8",
+                                    "--data-opt", "grayscale=true", "--net", "mlp", "--hidden", "16", "--depth", "1",
+                                    "--steps", "2", "--batch-size", "4", "--eval-every", "0", "--sample-every", "0",
+                                    "--device", "cpu", "--no-progress", "--out", str(run)])
+    assert res.exit_code == 0, res.output
+    test = _held_out_images(load(str(run)))
+    assert test.shape[0] >= 1 and tuple(test.shape[-2:]) == (8, 8)
+
+
+def test_other_models_are_reported_apart(tmp_path):
+    """The demo's page judges the model under study: the exact mixture and the distributional pair come after their
+    own heading and stay out of the findings; a run's own panel (configuration, loss, card) comes first."""
+    from diffdensity.demo import _report
+
+    for name, obj in (("run", {"analysis": "run", "title": "The model: r", "configuration": {"dataset": "digits"}}),
+                      ("mixture", {"analysis": "mixture", "corrected": {"mean_error": 0.0, "mean_abs_error": 0.1,
+                                                                        "nfe": 9}, "em": {"mean_error": 1.0,
+                                                                                          "mean_abs_error": 1.0, "nfe": 8}}),
+                      ("likelihood", {"analysis": "likelihood", "model": "r", "bits_per_dim": 2.0, "sem": 0.1})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.json").write_text(json.dumps(obj))
+    summary = {"model": "r", "version": "x", "seed": 0, "quick": True, "device": "cpu", "seconds": 1.0}
+    page = _report(tmp_path, summary, is_run=True).read_text()
+    findings = page[page.index("id='findings'"):page.index("</section>")]
+    assert "the model under study: r" in findings and "bits/dim" in findings and "Theorem 1" not in findings
+    h2 = [page.index(f">{h}") for h in ("The model: r</h2>", "Held-out bits per dimension</h2>",
+                                         "Other models", "Exact mixture: SDE tracking against the closed form</h2>")]
+    assert h2 == sorted(h2), h2

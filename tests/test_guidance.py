@@ -236,3 +236,58 @@ def test_cli_guide(tmp_path):
     assert "infeasible" in row and 0.5 <= row["feasible_q"] < 0.9
     res = CliRunner().invoke(main, ["guide", "digits8", "--q", "1.5", "--out", str(out2)])
     assert res.exit_code != 0 and "between 0 and 1" in res.output
+
+
+# --- the feasibility monitor: no false alarms (issue 23) ---------------------------------------------------------
+
+def test_turning_score_under_late_noise_is_no_false_alarm():
+    """D = 2, late noise, q = 0.5: noise turns some score within a step (the old check stopped here), yet every
+    sample ends near its target; the path-summed monitor runs it through, bit for bit the unchecked run."""
+    D = 2
+    m = make_mixture(D, seed=0).diffused(VP)
+    xT = prior_latents(64, D)
+    flips, prev = [], {}
+
+    def watch(info):
+        s = m.score(info["x"], info["lam"])
+        if "s" in prev:
+            flips.append(int(((s * prev["s"]).sum(1) <= 0).sum()))
+        prev["s"] = s
+
+    dd.sample_stochastic_density_guided(m, xT, 0.5, "late", generator=torch.Generator().manual_seed(0), check=False,
+                                        callback=watch)
+    assert sum(flips) >= 1  # the old criterion's trigger is there
+    prior = lambda x: m.log_prob(x, VP.lambda_min)  # noqa: E731
+    kw = dict(generator=torch.Generator().manual_seed(0), track_logp=True, prior=prior)
+    checked = dd.sample_stochastic_density_guided(m, xT, 0.5, "late", **kw)
+    kw["generator"] = torch.Generator().manual_seed(0)
+    free = dd.sample_stochastic_density_guided(m, xT, 0.5, "late", check=False, **kw)
+    assert torch.equal(checked.x, free.x)
+    err = checked.logp - m.log_prob(checked.x, VP.lambda_max)
+    assert err.abs().max() < 0.75 and abs(float(err.mean())) < 0.1, err
+
+
+@pytest.mark.parametrize("D", [2, 16, 64])
+@pytest.mark.parametrize("kind", ["density", "stochastic-late"])
+def test_truly_infeasible_requests_still_raise(D, kind):
+    """q = 0.7 over the full λ range asks for more log-density than the mixtures' modes hold: both guided samplers
+    stop with InfeasibleGuidance, naming a miss far beyond the estimated step error."""
+    m = make_mixture(D, seed=0).diffused(VP)
+    xT = prior_latents(64, D)
+    with pytest.raises(InfeasibleGuidance) as info:
+        if kind == "density":
+            dd.sample_density_guided(m, xT, 0.7, search=False)
+        else:
+            dd.sample_stochastic_density_guided(m, xT, 0.7, "late", generator=torch.Generator().manual_seed(0),
+                                                search=False)
+    assert "missed the requested extra log-density" in info.value.reason or "non-finite" in info.value.reason
+
+
+def test_monitor_judges_the_last_step():
+    """A sample that overshoots in the final step is caught (the monitor evaluates the end state once more), so the
+    feasible q found by bisection runs on target."""
+    D = 64
+    m = make_mixture(D, seed=0).diffused(VP)
+    xT = prior_latents(64, D)
+    with pytest.raises(InfeasibleGuidance):
+        dd.sample_density_guided(m, xT, 0.609375, search=False)  # fails only in its last step

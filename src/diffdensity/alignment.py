@@ -18,7 +18,7 @@ from torch.func import jvp
 from ._checks import at, check_choice, check_count, flat_dot, flat_sq
 from .evaluation import make_probes
 from .integrate import prepare
-from .solvers import Problem, odeint, resolve
+from .solvers import Problem, Solver, odeint, resolve
 
 __all__ = ["SA_METHODS", "score_alignment", "alignment_fraction", "prior_guidance_identity"]
 
@@ -92,7 +92,7 @@ def _solve(field, y0, lam0, lam1, solver, steps, schedule):
 
 
 def score_alignment(model, x_T: Tensor, lambda_max: float, method: str = "score", steps: int = 1024,
-                    generator: torch.Generator | None = None, *, solver: str = "euler", divergence: str = "hutchinson",
+                    generator: torch.Generator | None = None, *, solver: str | Solver = "euler", divergence: str = "hutchinson",
                     n_probes: int = 1, prior: str = "model", rtol: float = 1e-7, atol: float = 1e-9,
                     return_state: bool = False):
     """SA(x_T) per latent (math.md §2.1) from λ_min to ``lambda_max`` (the target λ): ``method="score"`` is Eq 12,
@@ -132,7 +132,7 @@ def alignment_fraction(sa: Tensor) -> float:
 
 
 def prior_guidance_identity(model, x_T: Tensor, lambda_max: float, c: float = 1.0, eps: float = 1e-4,
-                            steps: int = 1024, solver: str = "euler", rtol: float = 1e-7, atol: float = 1e-9,
+                            steps: int = 1024, solver: str | Solver = "euler", rtol: float = 1e-7, atol: float = 1e-9,
                             log_prob=None) -> tuple[Tensor, Tensor]:
     """Check of math.md §2.1: d/dc log p_t(Φ(c x_T)) = −(σ_T²/c)·SA(c x_T) for the Gaussian prior.
 

@@ -26,12 +26,12 @@ __all__ = ["run_demo", "DEMO_SETTINGS"]
 
 # log p of finished digits: Heun on 32 steps with 4 Hutchinson probes (≈ 0.1 bits/dim from dopri5 on digits8)
 DEMO_LOGP = {"divergence": "hutchinson", "n_probes": 4, "solver": "heun", "steps": 32}
-DEMO_SETTINGS = {
+DEMO_SETTINGS: dict[str, dict] = {
     "full": {"n": 24, "steps": 192, "mixture_n": 1000, "mixture_steps": 512, "n_test": 64,
              "thresholds": (8.0, 6.0, 4.0, 2.0, 0.0), "blur_n": 8, "q": (0.3, 0.4, 0.5, 0.6), "nfe": (1, 2, 4, 8, 32),
              "mmd_n": 1024},
-    "quick": {"n": 8, "steps": 32, "mixture_n": 256, "mixture_steps": 128, "n_test": 16, "thresholds": (4.0,),
-              "blur_n": 4, "q": (0.3, 0.7), "nfe": (1, 4), "mmd_n": 256},
+    "quick": {"n": 8, "steps": 32, "mixture_n": 256, "mixture_steps": 128, "n_test": 16, "thresholds": (8.0, 4.0, 0.0),
+              "blur_n": 4, "q": (0.3, 0.5, 0.6), "nfe": (1, 4), "mmd_n": 256},
 }
 
 
@@ -52,13 +52,17 @@ def _mixture(out: Path, n: int, steps: int, seed: int) -> dict:
     m = gm.diffused(sch)
     prior = lambda z: m.log_prob(z, sch.lambda_min)  # noqa: E731
     x_T = m.sample(n, sch.lambda_min, generator=torch.Generator().manual_seed(seed))
+    res: dict
     res, best = {"analysis": "mixture", "n": n, "steps": steps}, None
     for tracker in ("corrected", "em"):
         smp = sample_sde(m, x_T, steps=steps, tracker=tracker, prior=prior, progress=False,
                          generator=torch.Generator().manual_seed(seed + 1))
+        assert smp.logp is not None  # sample_sde tracks log p
         err = smp.logp - m.log_prob(smp.x, sch.lambda_max)
-        res[tracker] = {"mean_error": err.mean().item(), "mean_abs_error": err.abs().mean().item(), "nfe": smp.nfe}
+        res[tracker] = {"mean_error": err.mean().item(), "sem": (err.std() / math.sqrt(n)).item(),
+                        "mean_abs_error": err.abs().mean().item(), "nfe": smp.nfe}
         best = smp if tracker == "corrected" else best
+    assert best is not None and best.logp is not None  # the corrected tracker ran
     k = min(n, 256)
     lp, nfe = log_prob(m, best.x[:k], divergence="exact", prior=prior, return_nfe=True)
     res["pf_ode_log_prob"] = {"mean_abs_error": (lp - m.log_prob(best.x[:k], sch.lambda_max)).abs().mean().item(),
@@ -89,7 +93,8 @@ def _held_out_images(model) -> Tensor:
         raise ValueError(f"the demo's panels (PNG size, blur, bits/dim) need an image model with integer pixel levels; "
                          f"this one models {cfg['dataset']!r} of shape {tuple(tr.model_shape)} (levels {tr.levels}). "
                          "Pass an image model such as digits8 or patches16.")
-    return load_dataset(cfg["dataset"], **cfg.get("dataset_kwargs", {})).test
+    root = cfg.get("root") or (cfg.get("training") or {}).get("root")  # a folder data set's root, saved with the run
+    return load_dataset(cfg["dataset"], root=root, **cfg.get("dataset_kwargs", {})).test
 
 
 def _score_models(name: str, model, device) -> dict:
@@ -116,6 +121,7 @@ def _digits_panels(out: Path, cfg: dict, seed: int, name: str, model, test: Tens
                             generator=g(1), out=out / "threshold", progress=False)
     res["threshold"] = {k: v["mean"] for k, v in sweep["hd"].items()} | {"pf_ode": sweep["pf_ode"]["mean"],
                                                                        "sde": sweep["sde"]["mean"]}
+    _labelled_grid(out, model, sweep)
     _log("  log p versus PNG size")
     held = model.transform.forward(test[:cfg["n"]].double() + 0.5).float().to(x_T.device)
     comp = compression_vs_logp(model, {"samples": sweep["samples"]["pf_ode"], "held-out": held},
@@ -136,7 +142,8 @@ def _digits_panels(out: Path, cfg: dict, seed: int, name: str, model, test: Tens
     t0 = time.perf_counter()
     bpd = bits_per_dim(model, test[:cfg["n_test"]].to(x_T.device), levels=None, generator=g(5), solver="heun",
                        steps=64, divergence="hutchinson", n_probes=4).cpu()
-    lik = {"analysis": "likelihood", "model": name, "n": cfg["n_test"], "bits_per_dim": bpd.mean().item(),
+    lik = {"analysis": "likelihood", "title": f"Held-out bits per dimension of {name}", "model": name,
+           "n": cfg["n_test"], "bits_per_dim": bpd.mean().item(),
            "sem": (bpd.std() / math.sqrt(bpd.numel())).item(), "solver": "heun", "steps": 64,
            "divergence": "hutchinson", "n_probes": 4, "seconds": time.perf_counter() - t0}
     if name == "digits8":
@@ -158,15 +165,67 @@ def _optional(name: str, fn, *args):
         return {"failed": str(e)}
 
 
-def run_demo(out="demo_out", quick: bool = False, seed: int = 0, model: str = "digits8", device=None) -> dict:
-    """Run the demo into ``out`` (one folder per panel) and build ``out/report/index.html``; returns the summary.
+def _run_panel(out: Path, model: str, score_model) -> bool:
+    """For a run folder: its configuration, training-loss curve (from log.jsonl) and model card (its metrics) as the
+    report's first panel; False for a shipped model."""
+    import json
 
-    ``model`` (a shipped name or a run folder) is the score model of the sampling, guidance and likelihood panels;
-    ``device`` runs them and the distributional panel there (the exact-mixture panel stays on the CPU in float64).
-    """
+    folder = Path(model)
+    if not (folder.is_dir() and (folder / "log.jsonl").is_file()):
+        return False
+    cfg = dict(getattr(score_model, "config", {}) or {})
+    records = [json.loads(ln) for ln in (folder / "log.jsonl").read_text().splitlines() if ln.strip()]
+    loss = [(r["step"], r["loss_per_dim"]) for r in records if "loss_per_dim" in r and "step" in r]
+    panel = {"analysis": "run", "title": f"The model: {model}", "description":
+             "The run's configuration (as saved with it), its training loss per dimension and its model card "
+             "(the metrics of its last evaluation, if any).", "configuration": cfg.get("training", {}),
+             "dataset": cfg.get("dataset"), "dataset_kwargs": cfg.get("dataset_kwargs", {}),
+             "model_card": cfg.get("metrics", "none recorded (train with --eval-every to record one)"),
+             "loss_steps": len(loss), "final_loss_per_dim": loss[-1][1] if loss else None}
+    write_json(out / "run" / "run.json", panel)
+    if loss:
+        from .analysis.common import figure, save_figure
+
+        fig, ax = figure(figsize=(5, 3))
+        ax.plot([s for s, _ in loss], [v for _, v in loss], lw=1)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss per dimension")
+        save_figure(fig, out / "run", "loss.png")
+    return True
+
+
+def _labelled_grid(out: Path, model, sweep: dict, k: int = 8, scale: int = 8) -> None:
+    """The threshold panel's sample rows, each image upscaled by ``scale`` (nearest neighbour) with its log p under
+    it; replaces threshold_grid.png."""
+    from PIL import Image, ImageDraw
+
+    from .analysis import to_uint8_images
+
+    rows = {**{f"thr {t}": t for t in sweep["hd"]}, "PF-ODE": "pf_ode", "SDE": "sde"}  # (no λ glyph in PIL's font)
+    tiles = []
+    for label, key in rows.items():
+        x = sweep["samples"]["hd " + key if key in sweep["hd"] else key][:k]
+        lp = (sweep["hd"][key] if key in sweep["hd"] else sweep[key])["logp"][:k]
+        tiles.append((label, to_uint8_images(model, x), lp))
+    h, w = tiles[0][1].shape[1:3]
+    cw, ch, lw = w * scale + 6, h * scale + 18, 64
+    canvas = Image.new("RGB", (lw + k * cw, len(tiles) * ch), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (label, imgs, lp) in enumerate(tiles):
+        draw.text((2, i * ch + ch // 2 - 6), label, fill="black")
+        for j, (im, v) in enumerate(zip(imgs, lp)):
+            tile = Image.fromarray(im).convert("RGB").resize((w * scale, h * scale), Image.Resampling.NEAREST)
+            canvas.paste(tile, (lw + j * cw, i * ch))
+            draw.text((lw + j * cw + 2, i * ch + h * scale + 2), f"{v:.0f}", fill="black")
+    canvas.save(out / "threshold" / "threshold_grid.png")
+
+
+def run_demo(out="demo_out", quick: bool = False, seed: int = 0, model: str = "digits8", device=None,
+             others: bool = True) -> dict:
+    """Run the demo on ``model`` (a shipped name or a run folder, on ``device``) into ``out`` and build its report;
+    ``others``: also the panels of other models (exact mixture, shipped distributional pair), reported apart."""
     from . import __version__
     from .io import _check_device, load
-    from .report import build_report
 
     device = _check_device(device) or torch.device("cpu")
     score_model = load(model, device=device)  # an unknown name or a model without data fails before any work
@@ -177,24 +236,39 @@ def run_demo(out="demo_out", quick: bool = False, seed: int = 0, model: str = "d
     t0 = time.perf_counter()
     summary = {"quick": quick, "seed": seed, "model": model, "device": str(device), "version": __version__,
                "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}}
-    _log("[1/4] the exact Gaussian mixture")
-    summary["mixture"] = _mixture(out / "mixture", cfg["mixture_n"], cfg["mixture_steps"], seed)
+    is_run = _run_panel(out, model, score_model)
+    if others:
+        _log("[1/4] the exact Gaussian mixture")
+        summary["mixture"] = _mixture(out / "mixture", cfg["mixture_n"], cfg["mixture_steps"], seed)
     _log(f"[2/4] {model}: high-density sampling, PNG size, blur, SDE vs ODE, bits/dim")
     summary[model] = _optional(model, _digits_panels, out, cfg, seed, model, score_model, test, device)
     _log("[3/4] density and prior guidance")
     summary["guidance"] = _optional("guidance", _guidance, out / "guidance", cfg, seed, score_model, device)
-    _log("[4/4] few-step distributional sampling")
-    summary["distributional"] = _optional("distributional", _distributional, out / "distributional", cfg, seed, device)
+    if others:
+        _log("[4/4] few-step distributional sampling")
+        summary["distributional"] = _optional("distributional", _distributional, out / "distributional", cfg, seed,
+                                              device)
     summary["seconds"] = time.perf_counter() - t0
     write_json(out / "summary.json", summary)
-    folders = [p for p in (out / k for k in ("mixture", "threshold", "png", "blur", "fig4", "guidance",
-                                              "distributional", "likelihood")) if p.is_dir()]
-    index = build_report(folders, out / "report", title="diffdensity demo",
-                         intro=f"Generated by `diffdensity demo` (version {__version__}, model {model}, seed {seed}"
-                               f"{', quick' if quick else ''}, device {device}) in {summary['seconds']:.0f} s on this "
-                               "machine.")
+    index = _report(out, summary, is_run)
     _log(f"report: {index}")
     return summary
+
+
+def _report(out: Path, summary: dict, is_run: bool) -> Path:
+    """The demo's report: the model's own panels and findings first, other models' panels after."""
+    from .report import build_report
+
+    names = ("run",) * is_run + ("threshold", "png", "blur", "fig4", "guidance", "likelihood")
+    mine = [out / k for k in names if (out / k).is_dir()]
+    others = [p for p in (out / k for k in ("mixture", "distributional")) if p.is_dir()]
+    model = summary["model"]
+    intro = (f"Generated by `diffdensity demo` (version {summary['version']}, model {model}, seed {summary['seed']}"
+             f"{', quick' if summary['quick'] else ''}, device {summary['device']}) in {summary['seconds']:.0f} s on "
+             "this machine. Each finding below is the papers' claim judged on this model's data: it holds, does not "
+             "hold, or is within noise (the effect is within two standard errors of zero).")
+    return build_report(mine, out / "report", title=f"diffdensity demo: {model}", intro=intro, model=model,
+                        others=others)
 
 
 def _guidance(out: Path, cfg: dict, seed: int, model, device=None) -> dict:

@@ -263,6 +263,7 @@ def _evaluate_batch(model, x: Tensor, idx: range, b: int, seed: int, levels, rep
         raise ValueError(f"examples {idx.start}..{idx.stop - 1} are not integers in [0, {levels - 1}]; pass integer "
                          "data (e.g. uint8 images) or dequantize='none' for continuous data.")
     vals, errs, nfe = [], [], 0
+    u: Tensor | float  # the dequantization noise, or none
     for r in range(reps):
         if dequantize == "uniform":
             u = torch.stack([torch.rand(xf.shape[1:], dtype=xf.dtype,
@@ -273,7 +274,7 @@ def _evaluate_batch(model, x: Tensor, idx: range, b: int, seed: int, levels, rep
         g = [torch.Generator(device=xf.device).manual_seed(example_seed(seed, _PROBE, i, r)) for i in idx]
         counter = CountingModel(model)
         se = stderr_available(**solver_kw)
-        v = bits_per_dim(counter, xf + u, levels=levels, dequantize="none", generator=g, progress=False,
+        v = bits_per_dim(counter, xf + u, levels=levels, dequantize="none", generator=g, progress=False,  # type: ignore[arg-type]  # log_prob takes one generator per example
                          return_stderr=se, **solver_kw)
         v, s = v if se else (v, torch.full_like(v, float("nan")))
         vals.append(v.detach().double().cpu().numpy())

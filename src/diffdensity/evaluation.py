@@ -146,6 +146,7 @@ class Divergence:
             return (self._vjps(vjp, probes) * probes).reshape(probes.shape[0], B, -1).sum(-1).mean(0)
         eye = torch.eye(D, dtype=x.dtype, device=x.device)
         div = torch.zeros(B, dtype=x.dtype, device=x.device)
+        timed: list[tuple[int, float]]  # (chunk size, seconds) of each timed trial chunk
         start, timed = 0, []
         while start < D:
             c = self._next_chunk(x, timed)
@@ -196,7 +197,7 @@ class Divergence:
         from torch.func import vjp as fvjp, vmap
 
         x = x.detach()
-        s, pull = fvjp(lambda y: model.score(y, lam), x)
+        s, pull = fvjp(lambda y: model.score(y, lam), x)  # type: ignore[misc]  # torch stub: a 3-tuple only with has_aux
 
         def vjp(vs):
             if vs.shape[0] == 1:
@@ -211,7 +212,7 @@ class Divergence:
 
         x = x.detach()
         with torch.enable_grad():
-            s, pull = fvjp(lambda y: model.score(y, lam), x)
+            s, pull = fvjp(lambda y: model.score(y, lam), x)  # type: ignore[misc]  # torch stub: a 3-tuple only with has_aux
             vj = self._vjps(lambda vs: pull(vs[0])[0][None] if vs.shape[0] == 1 else vmap(pull)(vs)[0], probes)
         est = (vj * probes).reshape(probes.shape[0], x.shape[0], -1).sum(-1)
         return s.detach(), est.detach()
@@ -222,8 +223,9 @@ class Divergence:
 
         s, divs = None, []
         for v in self._probes(x):
-            s, jv = jvp(lambda y: model.score(y, lam), (x.detach(),), (v,))
+            s, jv = jvp(lambda y: model.score(y, lam), (x.detach(),), (v,))  # type: ignore[misc]  # torch stub: a 3-tuple only with has_aux
             divs.append(flat_dot(jv, v))
+        assert s is not None  # _probes gives at least one probe
         return s.detach(), torch.stack(divs).mean(0).detach()
 
 
@@ -253,6 +255,7 @@ def auto_chunk(x: Tensor, saved_bytes: int) -> int:
 def evaluate(model, lam, x: Tensor, needs=frozenset(), divergence: Divergence | None = None) -> Eval:
     """The one model evaluation of a stage at (λ, x), with Δ log p and/or a lazy HVP if ``needs`` says so."""
     needs = frozenset(needs)
+    lap: Tensor | None
     if not needs <= NEEDS:
         raise ValueError(f"needs={sorted(needs)}; an evaluation can add only {sorted(NEEDS)}.")
     if not needs:
@@ -260,10 +263,10 @@ def evaluate(model, lam, x: Tensor, needs=frozenset(), divergence: Divergence | 
             return Eval(lam, x, model.score(x, lam))
     if "lap" in needs and divergence is None:
         raise ValueError("this sampler needs Δ log p: pass divergence='exact' or 'hutchinson'.")
-    if needs == {"lap"} and divergence.kind == "hutchinson" and divergence.mode == "jvp":
+    if needs == {"lap"} and divergence is not None and divergence.kind == "hutchinson" and divergence.mode == "jvp":
         s, lap = divergence.jvp(model, x, lam)
         return Eval(lam, x, s, lap)
-    if needs == {"lap"} and not divergence.measuring:
+    if needs == {"lap"} and divergence is not None and not divergence.measuring:
         with torch.enable_grad():
             s, lap = divergence.evaluate(model, x, lam)
         return Eval(lam, x, s, lap)
@@ -271,7 +274,7 @@ def evaluate(model, lam, x: Tensor, needs=frozenset(), divergence: Divergence | 
         xg = x.detach().requires_grad_(True)
         s = divergence.forward(model, xg, lam, lambda: model.score(xg, lam)) if divergence is not None \
             else model.score(xg, lam)
-        lap = divergence(s, xg, retain_graph="hvp" in needs).detach() if "lap" in needs else None
+        lap = divergence(s, xg, retain_graph="hvp" in needs).detach() if "lap" in needs and divergence is not None else None
     hvp = None
     if "hvp" in needs:
         def hvp(v: Tensor) -> Tensor:

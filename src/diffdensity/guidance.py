@@ -8,15 +8,17 @@ Prior guidance moves the latent to the norm σ_T·χ_D⁻¹(1 − q): the refere
 ``q_norm`` is a quantile of the latent's *norm*, the opposite direction, so ``q_norm = 1 − q`` (math.md §2.3).
 
 **Feasibility.** A requested rate cannot always be met: near a mode ‖s‖ → 0 and η blows up (math.md §2.5).
-The guided dynamics check every evaluation: a non-finite state or score, or a guided step that jumped across a
-maximum of log p (consecutive scores with ⟨s_{k+1}, s_k⟩ ≤ 0, i.e. the step realised less than half of its
-requested extra log-density by the trapezoid rule), stops the solve with :class:`InfeasibleGuidance`, which names
-q, the λ reached and the most extreme q (between 0.5 and q) that ran through on the same latents (bisection).
+The guided dynamics judge every sample along its path: a non-finite state or score, or a realised extra log-density
+(the trapezoid rule on the guidance correction's displacement, summed over steps) that misses the requested one by
+more than MONITOR_ATOL + MONITOR_K × the step error of its PF-ODE and noise displacements (estimated alike), stops the
+solve with :class:`InfeasibleGuidance`, which names q, the λ reached and the most extreme q (between 0.5 and q) that
+ran through on the same latents (bisection). A single step in which the score turns (noise carrying a sample across
+a mode) is no alarm unless it costs that much log-density.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from scipy.stats import chi
@@ -24,9 +26,9 @@ from torch import Tensor
 
 from ._checks import at, bcast, check_count, flat_dot, flat_sq, per_sample
 from .dynamics import Dynamics, ProjectedNoise
-from .evaluation import Divergence, Eval
+from .evaluation import Divergence, Eval, evaluate
 from .integrate import Samples, integrate_ode, integrate_sde, prepare
-from .solvers import resolve
+from .solvers import Solver, resolve
 from .sampling import _prior_logp
 
 __all__ = ["InfeasibleGuidance", "DensityGuidedODE", "StochasticDensityGuided", "NOISE_PRESETS", "guidance_quantile",
@@ -62,6 +64,11 @@ class InfeasibleGuidance(ValueError):
             f"feasible on these latents: {fq}; use a q closer to 0.5, more steps, or a shorter λ range.")
 
 
+# the feasibility monitor's tolerance on a sample's summed miss (nats): absolute, and in units of the step error the
+# solver makes anyway on the same path (its PF-ODE and noise displacements), estimated as the miss is
+MONITOR_ATOL, MONITOR_K = 0.5, 3.0
+
+
 class _Stop(Exception):
     def __init__(self, lam, n_bad, reason):
         self.lam, self.n_bad, self.reason = lam, n_bad, reason
@@ -91,22 +98,57 @@ class _Guided(Dynamics):
         self.quant = guidance_quantile(self.q, D)
         self.check = check
         self._prev: Tensor | None = None
-        self._prev_lam = None
+        self._prev_lam: float | None = None
+        # the previous evaluation's requested rate, PF-ODE rate and state, and each sample's running shortfall and
+        # error estimate (typed Any: None until the first evaluation, tensors after)
+        self._rate: Any = None
+        self._pf: Any = None
+        self._x: Any = None
+        self._miss: Any = None
+        self._err: Any = None
 
-    def _monitor(self, ev: Eval, active: bool) -> None:
-        """Stop on a non-finite state/score, or on a guided step that crossed a maximum of log p."""
+    def _monitor(self, ev: Eval, rate) -> None:
+        """Stop on a non-finite state/score, or once a sample's realised extra log-density misses the requested one
+        beyond the discretisation error estimated along its path (``rate``: the requested d log p/dλ, or None)."""
         if not self.check:
             return
         s = ev.s
         bad = ~(torch.isfinite(ev.x.reshape(ev.x.shape[0], -1)).all(1) & torch.isfinite(s.reshape(s.shape[0], -1)).all(1))
         if bad.any():
             raise _Stop(float(ev.lam), int(bad.sum()), "have a non-finite state or score")
-        if active and self._prev is not None and float(ev.lam) != self._prev_lam:
-            flip = flat_dot(s, self._prev) <= 0
-            if flip.any():
-                raise _Stop(float(ev.lam), int(flip.sum()),
-                            "overshot a mode (the score reversed direction within one step)")
-        self._prev, self._prev_lam = s, float(ev.lam)
+        lam = float(ev.lam)
+        if self._prev is not None and self._prev_lam is not None and lam != self._prev_lam and self._rate is not None:
+            self._account(ev.x, s, lam - self._prev_lam, lam)
+        if self._prev is None or lam != self._prev_lam or rate is None:
+            self._rate = None if rate is None else per_sample(rate, s).detach()
+            self._pf, self._x = self.pf_drift(ev).detach(), ev.x.detach()
+        self._prev, self._prev_lam = s.detach(), lam
+
+    def close(self, model, out: Samples, lam: float) -> Samples:
+        """Judge the last step too: one more score evaluation at the end state (not counted in ``out.nfe``)."""
+        if self.check and self._rate is not None:
+            self._monitor(evaluate(model, lam, out.x), None)
+        return out
+
+    def _account(self, x: Tensor, s: Tensor, h: float, lam: float) -> None:
+        """One step: e_k = ½⟨s_{k+1} − s_k, δ_k⟩ (trapezoid minus left-point gain) summed signed for the correction's δ_k
+        (the miss) and absolute for the PF-ODE's and noise's (the step error); stop where miss > ATOL + K·error."""
+        prev = self._prev
+        assert prev is not None  # _monitor calls this only after a first evaluation
+        ds = s - prev
+        sq = flat_sq(prev).clamp_min(torch.finfo(prev.dtype).tiny)
+        req = h * self._rate
+        e = 0.5 * req * flat_dot(ds, prev) / sq
+        noise = x - self._x - h * (self._pf + bcast(self._rate / sq, prev) * prev)
+        err = (0.5 * h * flat_dot(ds, self._pf)).abs() + (0.5 * flat_dot(ds, noise)).abs()
+        if self._miss is None:
+            self._miss, self._err = torch.zeros_like(e), torch.zeros_like(e)
+        self._miss, self._err = self._miss + e, self._err + err
+        off = self._miss.abs() > MONITOR_ATOL + MONITOR_K * self._err
+        if off.any():
+            i = int(torch.argmax(torch.where(off, self._miss.abs(), torch.zeros_like(e))))
+            raise _Stop(lam, int(off.sum()), f"missed the requested extra log-density by {float(self._miss[i]):+.3g} "
+                        f"nats against an estimated step error of {float(self._err[i]):.3g} (sample {i})")
 
 
 class DensityGuidedODE(_Guided):
@@ -114,7 +156,7 @@ class DensityGuidedODE(_Guided):
     d log p/dλ = −div u + ½√(2D)Φ⁻¹(q). The correction ½ g2 (η − 1) s = ½√(2D)Φ⁻¹(q) s/‖s‖² is written directly."""
 
     def drift(self, ev):
-        self._monitor(ev, self.quant != 0.0)
+        self._monitor(ev, 0.5 * self.quant if self.quant != 0.0 else None)
         if self.quant == 0.0:
             return self.pf_drift(ev)
         s = ev.s
@@ -143,11 +185,12 @@ class StochasticDensityGuided(_Guided):
     def drift(self, ev):
         s, x = ev.s, ev.x
         c2 = per_sample(self.c2(ev.lam, x), x)
-        self._monitor(ev, self.quant != 0.0 or bool((c2 != 0).any()))
         lap = ev.lap
         if self.exact_ito:
             sh = ProjectedNoise.unit_score(ev)
             lap = lap - flat_dot(sh, ev.hvp(sh))
+        active = self.quant != 0.0 or bool((c2 != 0).any())
+        self._monitor(ev, 0.5 * (self.quant - c2 * lap) if active else None)
         # ½ g2 (η' − 1) s = ½ (√(2D)Φ⁻¹(q) − φ̃² g2 Δ') s/‖s‖²
         return self.pf_drift(ev) + bcast(0.5 * (self.quant - c2 * lap) / flat_sq(s), s) * s
 
@@ -210,7 +253,7 @@ def _run_guided(run: Callable[[float, bool], Samples], q: float, n: int, search:
 
 # --- samplers ---------------------------------------------------------------------------------------------------
 
-def sample_prior_guided(model, x_T: Tensor, q: float, steps: int = 64, *, solver: str = "euler",
+def sample_prior_guided(model, x_T: Tensor, q: float, steps: int = 64, *, solver: str | Solver = "euler",
                         track_logp: bool = False, divergence: str = "hutchinson", generator=None, n_probes: int = 1,
                         prior=None, callback=None, progress=None) -> Samples:
     """Prior guidance (math.md §2.3): the latent rescaled to norm σ_T·χ_D⁻¹(1 − q) (higher q = higher log p),
@@ -223,7 +266,7 @@ def sample_prior_guided(model, x_T: Tensor, q: float, steps: int = 64, *, solver
                       progress=progress)
 
 
-def sample_density_guided(model, x_T: Tensor, q: float, steps: int = 64, *, solver: str = "euler",
+def sample_density_guided(model, x_T: Tensor, q: float, steps: int = 64, *, solver: str | Solver = "euler",
                           track_logp: bool = False, divergence: str = "exact", generator=None, n_probes: int = 1,
                           rescale: bool = True, prior=None, check: bool = True, search: bool = True,
                           bisect_iters: int = 6, callback=None, progress=None) -> Samples:
@@ -243,10 +286,12 @@ def sample_density_guided(model, x_T: Tensor, q: float, steps: int = 64, *, solv
     def run(qq, full):
         track = track_logp and full
         div = Divergence(divergence, n_probes=n_probes, generator=generator, fixed=False) if track else None
-        return integrate_ode(model, DensityGuidedODE(sch, qq, D, check), x0, sch.lambda_min, sch.lambda_max,
-                             track=track, logp0=_prior_logp(sch, x0, track, prior), solver=solver, steps=steps,
-                             divergence=div, callback=callback if full else None,
-                             progress=progress if full else False, desc=f"density guidance q={qq:.3g}")
+        dyn = DensityGuidedODE(sch, qq, D, check)
+        return dyn.close(model, integrate_ode(model, dyn, x0, sch.lambda_min, sch.lambda_max, track=track,
+                                              logp0=_prior_logp(sch, x0, track, prior), solver=solver, steps=steps,
+                                              divergence=div, callback=callback if full else None,
+                                              progress=progress if full else False,
+                                              desc=f"density guidance q={qq:.3g}"), sch.lambda_max)
 
     return _run_guided(run, _check_q(q), x_T.shape[0], search, bisect_iters)
 
@@ -275,10 +320,13 @@ def sample_stochastic_density_guided(model, x_T: Tensor, q: float, noise, steps:
             g.set_state(state)
         div = Divergence(divergence, generator=g, fixed=False)
         track = track_logp and full
-        return integrate_sde(model, StochasticDensityGuided(sch, qq, D, phi, exact_ito, check), x0, sch.lambda_min,
-                             sch.lambda_max, track=track, logp0=_prior_logp(sch, x0, track, prior), steps=steps,
-                             tracker="em", divergence=div, generator=g, dw=dw, callback=callback if full else None,
-                             progress=progress if full else False, desc=f"stochastic density guidance q={qq:.3g}")
+        dyn = StochasticDensityGuided(sch, qq, D, phi, exact_ito, check)
+        return dyn.close(model, integrate_sde(model, dyn, x0, sch.lambda_min, sch.lambda_max, track=track,
+                                              logp0=_prior_logp(sch, x0, track, prior), steps=steps, tracker="em",
+                                              divergence=div, generator=g, dw=dw,
+                                              callback=callback if full else None,
+                                              progress=progress if full else False,
+                                              desc=f"stochastic density guidance q={qq:.3g}"), sch.lambda_max)
 
     return _run_guided(run, _check_q(q), x_T.shape[0], search, bisect_iters)
 

@@ -23,7 +23,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -50,7 +50,7 @@ class ModelKind:
     ``required``, ``check``) and how its network and model are rebuilt (``build_net``, ``build``)."""
 
     accepts: Callable[[object], bool]
-    describe: Callable[[object], dict]
+    describe: Callable[[Any], dict]  # called only on models its ``accepts`` took
     required: tuple
     check: Callable[[dict], str | None]  # a problem with the kind's own entries, or None
     build_net: Callable[[dict], nn.Module]

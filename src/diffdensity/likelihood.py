@@ -12,7 +12,7 @@ from .dynamics import PFODE
 from .evaluation import Divergence, Eval, evaluate
 from .integrate import Samples, integrate_ode, prepare
 from .quadrature import DEFAULT_NODES, NODE_PROBES, ExampleStreams, log_density_quadrature
-from .solvers import resolve
+from .solvers import Solver, resolve
 from .tracking import _same_lam
 
 __all__ = ["log_prob", "stderr_available", "bits_per_dim", "ode_sde_gap", "data_end", "prior_end", "DEQUANTIZE", "DENSITIES"]
@@ -21,7 +21,7 @@ DEQUANTIZE = ("uniform", "none")
 DENSITIES = ("lambda_max", "data")
 
 
-def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "dopri5", steps: int | None = None,
+def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str | Solver = "dopri5", steps: int | None = None,
              rtol: float = 1e-5, atol: float = 1e-5, n_probes: int = 1, generator: torch.Generator | None = None,
              *, prior=None, probe: str = "rademacher", chunk_size: int | str | None = "auto",
              return_nfe: bool = False, progress=None, time: str | None = None, grid=None, control: str = "example",
@@ -51,6 +51,9 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str = "do
     solver = resolve(solver, strict=False, rtol=rtol, atol=atol, control=control, time=_pf_time(time, solver))
     if not solver.adaptive and steps is None and (grid is None or isinstance(grid, str)):
         steps = 1024
+    if solver.adaptive and (steps is not None or (grid is not None and not isinstance(grid, str))):
+        raise ValueError(f"solver={solver.name!r} chooses its own steps (rtol/atol); steps/grid are for the "
+                         "fixed-step solvers.")
     scheme = _scheme(divergence, solver, nodes, precision, return_stderr)
     kw = dict(divergence=divergence, solver=solver, steps=steps, grid=grid, n_probes=n_probes, probe=probe,
               chunk_size=chunk_size, prior=prior, density=density, nodes=nodes, precision=precision,
@@ -127,6 +130,7 @@ def data_end(schedule, ev: Eval) -> Tensor:
     lam = torch.tensor(float(ev.lam), dtype=torch.float64)
     a, s = (float(v) for v in schedule.alpha_sigma(lam))
     D = ev.x[0].numel()
+    assert ev.lap is not None, "data_end needs the evaluation's Laplacian (lap=True)"
     return D * math.log(a) - 0.5 * s**2 * (flat_sq(ev.s) + ev.lap)
 
 
@@ -165,7 +169,7 @@ def _data_dtype(model, x: Tensor) -> torch.dtype:
     return x.dtype if x.is_floating_point() else torch.get_default_dtype()
 
 
-def bits_per_dim(model, x_int: Tensor, levels: int = 256, dequantize: str = "uniform", repeats: int = 1,
+def bits_per_dim(model, x_int: Tensor, levels: int | None = 256, dequantize: str = "uniform", repeats: int = 1,
                  generator: torch.Generator | None = None, *, return_stderr: bool = False, **log_prob_kw):
     """Bits per dimension of integer data -> (batch,); with ``return_stderr`` also each value's Monte-Carlo standard
     error from the divergence probes (``log_prob``'s, math.md §I.4; the draws of u are the estimator's own).
@@ -192,9 +196,9 @@ def bits_per_dim(model, x_int: Tensor, levels: int = 256, dequantize: str = "uni
         raise ValueError(f"levels={levels} but the model's data transform expects {t_levels} levels; pass levels={t_levels}.")
     xf = x_int.to(_data_dtype(model, x_int))
     if dequantize == "uniform":
-        if (xf != xf.round()).any() or (xf < 0).any() or (xf > levels - 1).any():
+        if (xf != xf.round()).any() or (xf < 0).any() or (xf > levels - 1).any():  # type: ignore[operator]  # levels=None here: no transform, see below
             raise ValueError(
-                f"x_int must hold integers in [0, {levels - 1}] for uniform dequantization with levels={levels}; "
+                f"x_int must hold integers in [0, {levels - 1}] for uniform dequantization with levels={levels}; "  # type: ignore[operator]  # as above
                 "pass dequantize='none' for continuous data."
             )
     if xf.ndim < 2:

@@ -84,6 +84,8 @@ class NetworkModel(nn.Module):
     ``net`` is any callable ``net(x, lam_batch)``: an ``nn.Module`` (its weights' dtype must match x) or a plain
     function."""
 
+    config: dict  # the parsed config.json of a loaded model (io.load sets it)
+
     def __init__(self, net, schedule: Schedule, parametrization: str = "eps", transform=None):
         super().__init__()
         if not callable(net):

@@ -15,7 +15,7 @@ from ._checks import at, check_count
 from .dynamics import Dynamics
 from .evaluation import Eval
 from .integrate import integrate_ode, prepare
-from .solvers import resolve
+from .solvers import Solver, resolve
 
 __all__ = ["MAX_DIM", "ModeTrackingODE", "mode_tracking", "score_derivatives", "posterior_mode_continuation",
            "transition_coefficients"]
@@ -88,7 +88,7 @@ class ModeTrackingODE(Dynamics):
         return self.sde_drift(ev) + self.h_term(float(ev.lam), ev.x)
 
 
-def mode_tracking(model, x_t: Tensor, lam, steps: int = 256, solver: str = "heun", *, lam_end=None,
+def mode_tracking(model, x_t: Tensor, lam, steps: int = 256, solver: str | Solver = "heun", *, lam_end=None,
                   max_dim: int = MAX_DIM, return_nfe: bool = False, callback=None, progress=None):
     """The exact mode-tracking ODE (math.md §1.5) from x_t at λ = ``lam`` to ``lam_end`` (default λ_max):
     a local mode of p(x_{λ_end} | x_t), followed continuously. Small D only (≤ ``max_dim``); ``steps`` for the

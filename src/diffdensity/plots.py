@@ -25,7 +25,7 @@ def sample_grid(model, x: torch.Tensor, logp: torch.Tensor | None, path, max_n: 
     t = getattr(model, "transform", None)
     if x.ndim == 2 and x.shape[1] == 2:
         fig, ax = plt.subplots(figsize=(4, 4))
-        sc = ax.scatter(x[:, 0], x[:, 1], s=4, **({} if lp is None else {"c": lp.numpy(), "cmap": "viridis"}))
+        sc = ax.scatter(x[:, 0], x[:, 1], s=4, **({} if lp is None else {"c": lp.numpy(), "cmap": "viridis"}))  # type: ignore[arg-type]  # one kwargs dict of mixed values vs matplotlib's per-argument stubs
         if lp is not None:
             fig.colorbar(sc, ax=ax, label="log p (nats)")
         ax.set_title(title or f"{x.shape[0]} samples")

@@ -139,14 +139,13 @@ def log_density_quadrature(model, dynamics, x: Tensor, lam0: float, lam1: float,
     tv = sch.time_variable(solver.variable_for(sch, None))
     t0, t1 = (float(v) for v in tv.to_tau(torch.tensor([lam0, lam1], dtype=torch.float64)))
     lo, hi = min(lam0, lam1), max(lam0, lam1)
-    taus, w = gauss_legendre(t0, t1, nodes // 2)
+    lams, w = gauss_legendre(lam0, lam1, nodes // 2)  # in λ, where the rate is smooth (not in σ or t)
     field = AugmentedODE(m, dynamics, False, first_eval=first_eval)
     with torch.no_grad():
         sol = solver.solve(_InTime(field, tv, lo, hi, _ends(t0, t1, lam0, lam1, x.dtype)), (x,), t0, t1,
-                           t_eval=taus)
+                           t_eval=tv.to_tau(lams))
     check_state(desc, lam1, *sol.y)
-    lams = tv.to_lam(taus).clamp(lo, hi)
-    acc = _Accumulator(x.shape[0], w * tv.dlam_dtau(taus), x.dtype, x.device)
+    acc = _Accumulator(x.shape[0], w, x.dtype, x.device)
     streams = ExampleStreams(x, generator)
     run = _NodeRunner(m, dynamics, LogDensityRule(dynamics, 1 if lam1 >= lam0 else -1), streams, probe,
                       [p[0] for p in sol.path], lams.tolist(), acc)

@@ -13,7 +13,7 @@ from ._checks import check_choice, check_count
 from .dynamics import HDODE, PFODE, ReverseSDE
 from .evaluation import Divergence
 from .integrate import Samples, integrate_ode, integrate_sde, prepare
-from .solvers import resolve
+from .solvers import Solver, resolve
 from .tracking import TRACKERS
 
 __all__ = ["Samples", "sample", "sample_ode", "sample_sde", "sample_hd", "threshold_to_lam", "split_steps"]
@@ -23,7 +23,7 @@ def _prior_logp(sch, x_T: Tensor, track: bool, prior):
     return (prior or sch.prior_log_prob)(x_T) if track else None
 
 
-def sample_ode(model, x_T: Tensor, steps: int | None = None, solver: str = "euler", track_logp: bool = False,
+def sample_ode(model, x_T: Tensor, steps: int | None = None, solver: str | Solver = "euler", track_logp: bool = False,
                divergence: str = "hutchinson", generator: torch.Generator | None = None, *, rtol: float = 1e-5,
                atol: float = 1e-5, n_probes: int = 1, prior=None, grid=None, callback=None,
                progress=None, time: str | None = "natural") -> Samples:
@@ -114,7 +114,7 @@ def split_steps(schedule, lam_thr: float, steps: int, reference_split: bool = Fa
 
 def sample_hd(model, x_T: Tensor, threshold, steps: int = 1024, first: str = "ode",
               generator: torch.Generator | None = None, *, track_logp: bool = False, divergence: str = "hutchinson",
-              n_probes: int = 1, solver: str = "euler", threshold_kind: str = "lam", tracker: str = "corrected",
+              n_probes: int = 1, solver: str | Solver = "euler", threshold_kind: str = "lam", tracker: str = "corrected",
               reference_split: bool = False, rtol: float = 1e-5, atol: float = 1e-5, prior=None,
               dw: Tensor | None = None, callback=None, progress=None) -> Samples:
     """High-density sampling, Algorithm 1 of Karczewski et al. 2025a (math.md §1.6).

@@ -172,11 +172,11 @@ class Schedule:
         n = int(steps) + 1
         ends = torch.tensor([a, b], dtype=torch.float64)
         if kind == "edm":  # σ̃^{1/ρ} = exp(−λ/(2ρ)) uniform
-            u = torch.linspace(*torch.exp(-ends / (2 * rho)).tolist(), n, dtype=torch.float64)
+            u = torch.linspace(*torch.exp(-ends / (2 * rho)).tolist(), n, dtype=torch.float64)  # type: ignore[call-overload]  # torch stub: no overload for *list ends
             lam = -2 * rho * torch.log(u)
         else:
             tv = self.time_variable("lambda" if kind == "lambda" else kind)
-            lam = tv.to_lam(torch.linspace(*tv.to_tau(ends).tolist(), n, dtype=torch.float64))
+            lam = tv.to_lam(torch.linspace(*tv.to_tau(ends).tolist(), n, dtype=torch.float64))  # type: ignore[call-overload]  # torch stub: no overload for *list ends
         lam[0], lam[-1] = a, b  # the ends exactly, whatever the round-off of the map
         lo, hi = min(a, b), max(a, b)
         return lam.clamp(lo, hi).to(dtype=dtype, device=device)

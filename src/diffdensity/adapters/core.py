@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -75,7 +76,9 @@ class _ForeignNetModel(nn.Module):
 
     schedule: Schedule
     parametrization: str
-    timestep_dtype = None  # dtype of the timestep handed to the network (None: the network's input dtype)
+    timestep: Callable[[Tensor], Tensor]  # λ (B,) -> the network's timestep (each subclass)
+    _call: Callable[..., Tensor]  # (x, timestep, cond) -> the network's prediction (each subclass)
+    timestep_dtype: torch.dtype | None = None  # dtype of the timestep handed to the network (None: the input's)
     overshoot = 1e-6  # tolerated fraction of the λ range beyond its ends (_check_range); None: no range check
 
     def _init_common(self, net, schedule, parametrization, condition, uncondition, guidance_scale, autocast):

@@ -77,6 +77,7 @@ def _load_folder(folder: Path, scheduler):
         raise ValueError(f"{folder} holds no diffusers model: expected config.json with _class_name, or a pipeline "
                          f"folder with unet/ or transformer/ (written by save_pretrained).")
     cls_name = _read_class_name(model_dir, "config.json")
+    assert cls_name is not None  # model_dir was chosen for having one
     cls = getattr(diffusers, cls_name, None)
     if cls is None:
         raise ValueError(f"{model_dir}/config.json names class {cls_name!r}, which this diffusers version lacks.")

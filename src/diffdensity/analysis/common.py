@@ -132,7 +132,7 @@ def save_image_rows(rows: dict[str, np.ndarray], out, name: str, scale: int = 4)
         for j, im in enumerate(imgs):
             grid[pad + i * (h + pad): pad + i * (h + pad) + h, pad + j * (w + pad): pad + j * (w + pad) + w] = \
                 im if color else im[..., None]
-    img = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
+    img = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.Resampling.NEAREST)
     canvas = Image.new("RGB", (img.width + label_w, img.height), "white")
     canvas.paste(img, (label_w, 0))
     draw = ImageDraw.Draw(canvas)

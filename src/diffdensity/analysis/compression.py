@@ -44,7 +44,7 @@ def correlations(a, b, ci: bool = False, resamples: int = 1000, seed: int = 0) -
                 "spearman_p": float("nan"), "n": int(a.size)}
     p = stats.pearsonr(a, b)
     s = stats.spearmanr(a, b)
-    out = {"pearson": float(p[0]), "pearson_p": float(p[1]), "spearman": float(s[0]), "spearman_p": float(s[1]),
+    out: dict = {"pearson": float(p[0]), "pearson_p": float(p[1]), "spearman": float(s[0]), "spearman_p": float(s[1]),
            "n": int(a.size)}
     if ci:
         idx = np.random.default_rng(seed).integers(0, a.size, (int(resamples), a.size))
@@ -63,8 +63,8 @@ def compression_vs_logp(model, sets: dict[str, Tensor], logp: dict[str, Tensor] 
     if not sets:
         raise ValueError("sets is empty; pass e.g. {'samples': x, 'held-out': y} in model space.")
     given = sorted(logp or {})
-    res = {"analysis": "png", "level": int(level), "sets": {}, "log_prob": settings(log_prob_kw), "logp_given_for": given}
-    pooled = {"logp": [], "png": [], "zlib": []}
+    res: dict = {"analysis": "png", "level": int(level), "sets": {}, "log_prob": settings(log_prob_kw), "logp_given_for": given}
+    pooled: dict[str, list[float]] = {"logp": [], "png": [], "zlib": []}
     for name, x in sets.items():
         lp, se = (logp or {}).get(name), None
         if lp is None:

@@ -45,7 +45,7 @@ def guidance_sweep(model, x_T: Tensor, qs=(0.3, 0.4, 0.5, 0.6, 0.7), steps: int 
     samplers = _samplers(model, x_T, steps, noise, seed, progress)
     res = {"analysis": "guidance", "qs": qs, "steps": steps, "n": int(x_T.shape[0]), "convention": CONVENTION,
            "log_prob": settings(log_prob_kw), "results": {}}
-    images = {}
+    images: dict = {}
     for kind, run in samplers.items():
         rows, images[kind] = [], {}
         for q in qs:

@@ -23,12 +23,13 @@ def ode_vs_sde(models: dict, x_T: Tensor, steps: int = 1024, tracker: str = "cor
     from .compression import correlations
 
     samples = {}
-    res = {"steps": steps, "tracker": tracker, "log_prob": settings(log_prob_kw), "models": {}}
+    res: dict = {"steps": steps, "tracker": tracker, "log_prob": settings(log_prob_kw), "models": {}}
     seed = int(torch.randint(0, 2**31, (1,), generator=generator)) if generator is not None else 0
     for name, model in models.items():
         g = torch.Generator().manual_seed(seed)  # the same Brownian path for every model
         smp = sample_sde(model, x_T, steps=steps, tracker=tracker, generator=g, progress=progress)
         ode = evaluate_log_prob(model, smp.x, log_prob_kw, generator=g, progress=progress).double()
+        assert smp.logp is not None  # sample_sde tracks log p
         sde = smp.logp.double()
         samples[name] = smp.x
         gap = sde - ode

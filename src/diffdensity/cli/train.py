@@ -88,7 +88,7 @@ def _field_options(f, hint) -> list[click.Option]:
             opts.append(click.Option([alias, _alias_param(alias)], type=typ, default=default.get(key), help=text))
         return opts
     if meta.get("choices"):
-        eager = {"is_eager": True, "callback": _remember_objective} if f.name == "objective" else {}
+        eager: dict = {"is_eager": True, "callback": _remember_objective} if f.name == "objective" else {}
         return [click.Option([opt, f.name], type=click.Choice(meta["choices"]), default=default, **kw, **eager)]
     if kind is tuple:
         return [click.Option([opt, f.name], type=float, nargs=len(default), default=default, **kw)]
@@ -203,7 +203,7 @@ def train_command(group, name: str, recipe: bool = False):
     return decorate
 
 
-@train_command(main, "train")
+@train_command(main, "train")  # type: ignore[has-type]  # import cycle: cli/__init__ imports this module after defining main
 def train_cmd(ctx, **opts):
     """Train a diffusion model into the run folder OUT (load the result with dd.load(OUT)); --steps and --out are
     required. OUT must not hold an earlier run unless --resume (continue it) or --overwrite (start over).

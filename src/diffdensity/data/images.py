@@ -180,7 +180,7 @@ def _load_one(path: Path, size: int, grayscale: bool) -> np.ndarray:
             w, h = im.size
             s = size / min(w, h)
             nw, nh = max(size, round(w * s)), max(size, round(h * s))
-            im = im.resize((nw, nh), Image.BICUBIC)
+            im = im.resize((nw, nh), Image.Resampling.BICUBIC)
             left, top = (nw - size) // 2, (nh - size) // 2
             im = im.crop((left, top, left + size, top + size))
             a = np.array(im, dtype=np.uint8)

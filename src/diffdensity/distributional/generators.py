@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -123,6 +123,7 @@ class GeneratorModel(nn.Module):
     """A generator network as a model: x̂₀ = net(x_λ, λ, ξ), ξ ~ N(0, I) of the net's ``noise_shape``."""
 
     model_kind = "generator"
+    net: Any  # an nn.Module with a .noise_shape tuple (checked in __init__)
 
     def __init__(self, net: nn.Module, schedule: Schedule, transform=None):
         super().__init__()

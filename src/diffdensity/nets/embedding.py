@@ -15,6 +15,8 @@ class LambdaEmbedding(nn.Module):
     The defaults resolve λ over roughly [-20, 20]: the slowest wave turns by ~π/2 across that range.
     """
 
+    freqs: Tensor  # a buffer
+
     def __init__(self, dim: int, min_freq: float = 1 / 32, max_freq: float = 16.0):
         super().__init__()
         if dim < 2 or dim % 2:

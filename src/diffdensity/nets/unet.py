@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Iterable, cast
 
 import torch
 import torch.nn.functional as F
@@ -129,7 +130,7 @@ class UNet(nn.Module):
         skips, cur, res = [ch], ch, int(resolution)
         for level, m in enumerate(ch_mult):
             for _ in range(num_res_blocks):
-                layers = [rb(cur, ch * m)]
+                layers: list[nn.Module] = [rb(cur, ch * m)]
                 cur = ch * m
                 if res in attn_resolutions:
                     layers.append(attn(cur))
@@ -167,11 +168,11 @@ class UNet(nn.Module):
         emb = F.silu(self.embed(batch_lam(lam, x)))
         h = self.conv_in(x)
         hs = [h]
-        for layers in self.down:
+        for layers in cast(Iterable[nn.ModuleList], self.down):
             h = self._run(layers, h, emb)
             hs.append(h)
         h = self._run(self.mid, h, emb)
-        for layers in self.up:
+        for layers in cast(Iterable[nn.ModuleList], self.up):
             if layers[0].up:
                 h = self._run(layers, h, emb, size=hs[-1].shape[-2:])
             else:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -141,6 +142,8 @@ class DenoisingObjective:
     """
 
     Config = DenoisingConfig
+    transform: Any  # the dataset's Transform, set by objectives.common (None until then)
+    levels: int | None
 
     def __init__(self, schedule, config: DenoisingConfig | None = None, net_config=None, sampler=None, **options):
         """``options``: :class:`DenoisingConfig` fields (replacing those of ``config``); ``sampler``: the λ proposal

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -86,6 +87,8 @@ class DistributionalObjective:
     """
 
     Config = DistributionalConfig
+    transform: Any  # the dataset's Transform, set by objectives.common (None until then)
+    levels: int | None
 
     def __init__(self, schedule, config: DistributionalConfig | None = None, net_config=None, **options):
         """``options``: :class:`DistributionalConfig` fields (replacing those of ``config``); ``net_config``: a
@@ -161,7 +164,7 @@ class DistributionalObjective:
     def export(self, net, path, meta: dict):
         from ..io import save
 
-        return save(self.model(net), path, **meta)
+        return save(self.model(net), path, **meta)  # type: ignore[arg-type]  # save takes a GeneratorModel too (io.MODEL_KINDS)
 
 
 # The paper's recipe (De Bortoli et al. 2025, as reported): Adam 1e-3, 100 warm-up steps then cosine decay, update

@@ -14,6 +14,7 @@ class AB2(FixedStepSolver):
     name, order = "ab2", 2
 
     def stepper(self, problem: Problem):
+        prev: list[tuple[float, tuple]]
         nodes, prev = problem.nodes, []  # prev: [(h_{i−1}, f_{i−1})]
 
         def step(f, y, i):

@@ -3,6 +3,7 @@ with an NFE count, a step cap and per-step hooks; :class:`Dopri5` is the solver 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torchdiffeq
@@ -18,6 +19,8 @@ CONTROLS = ("batch", "example")
 
 class _Field:
     """func as torchdiffeq sees it: counts evaluations and reports each accepted step as (i, λ, y)."""
+
+    on_accept: Callable | None
 
     def __init__(self, func, lo: float, hi: float):
         self.func, self.lo, self.hi, self.on_accept, self.n, self.steps = func, lo, hi, None, 0, 0

@@ -34,7 +34,7 @@ class DPMSolverPP2M(FixedStepSolver):
             raise ValueError("dpmpp2m is written in λ and needs the schedule: run it through integrate_ode or a "
                              "sampler, not on a bare vector field.")
         coef = _Coefficients(sch)
-        prev = []  # [(h_{i−1}, D_{i−1}, rates_{i−1})]
+        prev: list[tuple] = []  # [(h_{i−1}, D_{i−1}, rates_{i−1})]
 
         def step(f, y, i):
             l0, l1 = lams[i], lams[i + 1]

@@ -3,11 +3,12 @@ increasing or decreasing."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import Tensor
 
-from .base import Problem, as_tuple, axpy
+from .base import FixedStepSolver, Problem, as_tuple, axpy
 
 __all__ = ["Solution", "odeint", "check_grid", "as_tuple", "axpy"]
 
@@ -66,7 +67,7 @@ def odeint(func, y0, grid, method="euler", return_path: bool = False, progress=N
     problem.nodes = lams
     if quadrature is not None:
         problem.n_integrals, problem.u, problem.dtau_du = quadrature
-    step = solver.stepper(problem)
+    step = cast(FixedStepSolver, solver).stepper(problem)  # not adaptive, so fixed-step
     f = _Counted(func)
     y = as_tuple(y0)
     path = [y] if return_path else []

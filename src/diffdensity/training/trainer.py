@@ -27,7 +27,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -37,7 +37,7 @@ from ..objectives.protocol import Shard
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import STRUCTURAL, TrainConfig, lr_at
 from .ema import EMA
-from .runfolder import LOG_NAME, prepare_run_folder, truncate_log
+from .runfolder import LOG_NAME, RunLock, prepare_run_folder, truncate_log
 from .signals import StopFlag
 
 __all__ = ["TrainConfig", "Trainer", "train", "CHECKPOINT_NAME", "load_checkpoint"]
@@ -51,10 +51,19 @@ class Trainer:
     Every setting is checked here, before any work starts.
     """
 
+    # set by setup(): the network and optimizer (accelerate-wrapped), the run-folder lock, the epoch's permutation
+    net: Any
+    optimizer: Any
+    ema_net: Any
+    _lock: RunLock | None
+    perm: torch.Tensor | None
+    last_eval: dict | None
+
     def __init__(self, config: TrainConfig, callbacks: tuple[Callable, ...] = (), accelerator=None, objective=None):
         if isinstance(config, dict):
             config = TrainConfig.from_dict(config)
         config.validate()
+        assert config.out is not None  # validate() requires it
         self.cfg, self.callbacks, self.out = config, tuple(callbacks), Path(config.out)
         if objective is None:
             objective = OBJECTIVES.load(config.objective).from_train_config(config)
@@ -282,6 +291,7 @@ class Trainer:
         """Train until ``steps`` (or a signal); returns the run folder."""
         try:
             self.setup()
+            assert self.cfg.steps is not None  # validate() requires it
             if self.step >= self.cfg.steps:
                 self.log(f"nothing to do: checkpoint is at step {self.step} >= steps={self.cfg.steps}")
                 if self.is_main:
@@ -299,6 +309,7 @@ class Trainer:
     def _loop(self, stop: StopFlag) -> bool:
         """Optimisation steps until ``steps``; True if a signal stopped it."""
         cfg = self.cfg
+        assert cfg.steps is not None  # validate() requires it
         if cfg.progress and self.is_main:
             from tqdm.auto import tqdm
 
@@ -317,6 +328,7 @@ class Trainer:
 
     def _after_step(self, logs: dict) -> None:
         cfg = self.cfg
+        assert cfg.steps is not None  # validate() requires it
         if not math.isfinite(logs["loss"]):
             raise FloatingPointError(f"the training loss became {logs['loss']} at step {self.step}; "
                                      "lower the learning rate or enable gradient clipping.")

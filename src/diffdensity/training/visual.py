@@ -37,7 +37,7 @@ def save_samples_png(ds, z: torch.Tensor, path) -> bool:
         scale = max(1, 256 // grid.shape[0])
         im = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
         if scale > 1:
-            im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+            im = im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
         atomic_write(path, lambda tmp: im.save(tmp, format="PNG"))
         return True
     if ds.levels is None and shape == (2,):
