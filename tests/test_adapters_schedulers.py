@@ -59,8 +59,15 @@ def test_schedulers_in_the_pipeline_match_the_library_samplers(pipes, kind):
         ref = dd.sample_sde(m, x_T, steps=STEPS, generator=torch.Generator().manual_seed(1))
     assert close(out, ref.x) and close(sde.logp, ref.logp)
     start = guided_latents(m, 2, generator=torch.Generator().manual_seed(0))
-    out = run_pipe(pipe, DensityGuidanceScheduler.from_config(cfg, q=0.7), start)
-    assert close(out, dd.sample_density_guided(m, start, 0.7, steps=STEPS).x)
+    for check in (True, False):  # the random flow network is infeasible at q = 0.7: both must say so, at one λ
+        dg = DensityGuidanceScheduler.from_config(cfg, q=0.7, check=check)
+        try:
+            ref = dd.sample_density_guided(m, start, 0.7, steps=STEPS, check=check, search=False)
+        except dd.InfeasibleGuidance as e:
+            with pytest.raises(dd.InfeasibleGuidance, match=f"at λ = {e.lam:.4g}"):
+                run_pipe(pipe, dg, start)
+            continue
+        assert close(run_pipe(pipe, dg, start), ref.x)
     for first in ("ode", "sde"):
         out = run_pipe(pipe, HighDensityScheduler.from_config(cfg, threshold=1.0, first=first), x_T)
         ref = dd.sample_hd(m, x_T, 1.0, steps=STEPS, first=first, generator=torch.Generator().manual_seed(1))

@@ -194,11 +194,12 @@ def classic_attention(net, attention: str = "classic") -> None:
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
     for mod in net.modules():
-        if isinstance(getattr(mod, "processor", None), AttnProcessor2_0) and hasattr(mod, "set_processor"):
-            mod.set_processor(AttnProcessor())
+        set_processor = getattr(mod, "set_processor", None)
+        if isinstance(getattr(mod, "processor", None), AttnProcessor2_0) and callable(set_processor):
+            set_processor(AttnProcessor())
         if isinstance(mod, nn.GroupNorm) and not getattr(mod, "_dd_contiguous", False):
             mod.register_forward_pre_hook(_contiguous_inputs)  # group_norm's JVP views its input: needs it contiguous
-            mod._dd_contiguous = True
+            object.__setattr__(mod, "_dd_contiguous", True)
 
 
 def _contiguous_inputs(module, args):

@@ -49,7 +49,7 @@ def _no_net(x, timestep, **kw):  # the schedulers convert outputs; they never ca
 class _LibraryScheduler(SchedulerMixin, ConfigMixin):
     """Shared: the config (that of the pipeline's scheduler), the library model's timing, the λ grid, the step."""
 
-    config_name = "scheduler_config.json"
+    config_name: str = "scheduler_config.json"  # type: ignore[assignment]  # ConfigMixin declares None
     order = 1
     init_noise_sigma = 1.0
 
@@ -57,11 +57,12 @@ class _LibraryScheduler(SchedulerMixin, ConfigMixin):
     def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 0.0001, beta_end: float = 0.02,
                  beta_schedule: str = "linear", trained_betas=None, prediction_type: str = "epsilon",
                  rescale_betas_zero_snr: bool = False, shift: float = 1.0, flow: bool = False, q: float = 0.5,
-                 threshold: float = 0.0, threshold_kind: str = "lam", first: str = "ode"):
+                 threshold: float = 0.0, threshold_kind: str = "lam", first: str = "ode", check: bool = True):
         self.timing = _timing_model(self.config)
         self.schedule = self.timing.schedule
         self.generator = None  # used when the pipeline passes none to step() (SD3's does not)
-        self.timesteps, self.logp = None, None
+        self.timesteps: Tensor | None = None
+        self.logp: Tensor | None = None
 
     @classmethod
     def from_config(cls, config=None, **kwargs):
@@ -124,8 +125,8 @@ def _timing_model(cfg) -> DiffusersModel:
     from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
     if cfg.flow:
-        base = FlowMatchEulerDiscreteScheduler(num_train_timesteps=cfg.num_train_timesteps, shift=cfg.shift)
-        return DiffusersModel(_no_net, base, prediction_type="flow_prediction")
+        flow = FlowMatchEulerDiscreteScheduler(num_train_timesteps=cfg.num_train_timesteps, shift=cfg.shift)
+        return DiffusersModel(_no_net, flow, prediction_type="flow_prediction")
     base = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_start=cfg.beta_start,
                          beta_end=cfg.beta_end, beta_schedule=cfg.beta_schedule, trained_betas=cfg.trained_betas,
                          prediction_type=cfg.prediction_type, rescale_betas_zero_snr=cfg.rescale_betas_zero_snr)
@@ -164,7 +165,8 @@ class TrackedSDEScheduler(_LibraryScheduler):
 
 class DensityGuidanceScheduler(_LibraryScheduler):
     """Density guidance (DG-ODE, Euler) = ``dd.sample_density_guided(..., solver="euler")`` from the given latents
-    (pass ``latents=guided_latents(model, n)``); ``q`` in the config (higher q = higher log p)."""
+    (pass ``latents=guided_latents(model, n)``); ``q`` in the config (higher q = higher log p). Its feasibility
+    monitor (``check``) is the library's, less the judgement of the last step (that needs one more network call)."""
 
     def _grid(self, n):
         return _steps_of(self.schedule.grid(n, dtype=torch.float64, kind="default"))
@@ -173,7 +175,7 @@ class DensityGuidanceScheduler(_LibraryScheduler):
         from ..guidance import DensityGuidedODE, InfeasibleGuidance, _Stop
 
         if self._i == 0:
-            self._dg = DensityGuidedODE(self.schedule, self.config.q, ev.x[0].numel())
+            self._dg = DensityGuidedODE(self.schedule, self.config.q, ev.x[0].numel(), self.config.check)
         try:
             return self._euler(self._dg, ev)
         except _Stop as stop:

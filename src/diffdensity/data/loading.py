@@ -67,8 +67,9 @@ def model_shape(model) -> tuple:
     t = getattr(model, "transform", None)
     if t is not None and getattr(t, "model_shape", None):
         return tuple(t.model_shape)
-    if getattr(model, "net", None) is not None and _net_shape(model) is not None:  # diffusers: latents / pixels
-        return _net_shape(model)
+    shape = _net_shape(model) if getattr(model, "net", None) is not None else None
+    if shape is not None:  # diffusers: latents / pixels
+        return shape
     net = (getattr(model, "config", {}) or {}).get("net", {})
     if net.get("type") == "MLP":
         return (int(net["dim"]),)
