@@ -9,7 +9,7 @@ import click
 from ..registry import SAMPLERS, SOLVERS
 
 __all__ = ["parse_kv", "csv", "model_arg", "resolve_model", "fresh_out", "is_adaptive", "solver_option",
-           "method_choice", "default_steps", "torch_generator", "DIVERGENCES"]
+           "method_choice", "default_steps", "torch_generator", "DIVERGENCES", "pipeline_options", "PIPELINE_PARAMS"]
 
 DIVERGENCES = ("hutchinson", "exact")
 
@@ -74,6 +74,28 @@ def resolve_model(model, model_opt) -> str:
     if not name:
         raise click.UsageError("which model? pass MODEL or --model (`diffdensity models` lists the shipped ones).")
     return name
+
+
+PIPELINE_PARAMS = ("prompt", "negative_prompt", "guidance_scale")
+
+
+def pipeline_options(scheduler: bool = True):
+    """--prompt, --negative-prompt, --guidance-scale (diffusers' meaning) and --scheduler for diffusers models."""
+    opts = [click.option("--prompt", default=None, help="text-to-image pipelines (folders, hub ids): the prompt "
+                         "(\"\" for the unconditional model)"),
+            click.option("--negative-prompt", default=None, help="pipelines: the negative prompt (default \"\")"),
+            click.option("--guidance-scale", type=float, default=None,
+                         help="pipelines: classifier-free guidance as in diffusers, ε_u + g(ε_c − ε_u) (the library's "
+                              "w = g − 1; default: none)")]
+    if scheduler:
+        opts.append(click.option("--scheduler", default=None,
+                                 help="diffusers scheduler folder when MODEL is a model folder without one"))
+
+    def deco(f):
+        for o in reversed(opts):
+            f = o(f)
+        return f
+    return deco
 
 
 def fresh_out(out, overwrite: bool) -> Path:
