@@ -26,7 +26,7 @@ _EXPORTS = {
     **dict.fromkeys(("energy_score", "kernel_score", "sample_distributional", "sample_ddim", "GeneratorModel",
                      "MeanGenerator", "mmd", "mmd2", "energy_distance"), ".distributional"),
     # other people's models
-    **dict.fromkeys(("from_diffusers", "from_denoiser", "Guided"), ".adapters"),
+    **dict.fromkeys(("from_diffusers", "from_denoiser", "from_score_sde", "Guided"), ".adapters"),
     # training
     **dict.fromkeys(("train", "TrainConfig", "Trainer", "EMA"), ".training"),
     # extension points (docs/extending.md): dynamics, noise, one evaluation record, divergence, the legs, registries

@@ -64,7 +64,9 @@ def to_uint8_images(model, x: Tensor) -> np.ndarray:
     """Model-space samples -> (B, H, W) or (B, H, W, C) uint8 images: through the model's data transform
     (rounded to its levels, scaled to 0..255) when it has one, otherwise x is read as values in [−1, 1]."""
     t = getattr(model, "transform", None)
-    if t is not None and getattr(t, "levels", None):
+    if callable(getattr(model, "decode", None)):  # a latent pipeline (adapters.PipelineModel): through its VAE
+        d = model.decode(x).cpu().float()
+    elif t is not None and getattr(t, "levels", None):
         d = t.inverse(x.detach().cpu(), round=True).float() * (255.0 / (t.levels - 1))
     else:
         d = (x.detach().cpu().float().clamp(-1, 1) + 1) * 127.5

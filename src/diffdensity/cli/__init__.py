@@ -46,7 +46,7 @@ def main(debug):
 
 # the sub-commands register themselves on `main` when imported
 from . import align, analyze, demo, distributional, guide, likelihood, models, report, reproduce, sample  # noqa: E402,F401
-from .train import options_to_config_dict, train_cmd, train_options  # noqa: E402,F401
+from .train import LazyParamsCommand, options_to_config_dict, train_cmd, train_options  # noqa: E402,F401
 
 
 def _threads(ctx, param, value):
@@ -60,13 +60,13 @@ def _threads(ctx, param, value):
 
 
 def _with_threads(command: click.Command) -> None:
-    """Give ``command`` (and a group's sub-commands) a --threads option, unless it has one (train: its config's)."""
+    """Give ``command`` (and a group's sub-commands) a --threads option, unless it has one (training: its config's)."""
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             _with_threads(sub)
         return
-    if command.name == "train" or any(p.name == "threads" for p in command.params):
-        return
+    if isinstance(command, LazyParamsCommand) or any(p.name == "threads" for p in command.params):
+        return  # the training commands: TrainConfig's own --threads (generated on first use, not here)
     command.params.append(click.Option(["--threads"], type=click.IntRange(min=1), default=None, is_eager=True,
                                        expose_value=False, callback=_threads,
                                        help="CPU threads (default: DIFFDENSITY_THREADS, else OMP_NUM_THREADS, else "

@@ -13,7 +13,7 @@ from ..registry import SAMPLERS, SOLVERS
 __all__ = ["parse_kv", "csv", "model_arg", "resolve_model", "is_adaptive", "solver_option",
            "method_choice", "default_steps", "torch_generator", "DIVERGENCES", "overwrite_option", "overwriting",
            "claim_out", "check_launch", "COUNT", "SEED", "LEVELS", "FINITE", "UNIT", "QUANTILE",
-           "TOLERANCE", "DEVICE"]
+           "TOLERANCE", "DEVICE", "pipeline_options", "PIPELINE_PARAMS"]
 
 DIVERGENCES = ("hutchinson", "exact")
 
@@ -92,9 +92,9 @@ def parse_kv(ctx, param, values):
     return out
 
 
-def csv(kind, low=None, high=None):
+def csv(kind, low=None, high=None, allow_empty: bool = False):
     """A click callback: comma-separated finite values of ``kind`` (strictly between ``low`` and ``high`` when
-    given) -> a non-empty tuple."""
+    given) -> a tuple (non-empty unless ``allow_empty``)."""
     def parse(ctx, param, value):
         try:
             vals = tuple(kind(v) for v in str(value).split(",") if v.strip())
@@ -102,7 +102,7 @@ def csv(kind, low=None, high=None):
             raise click.BadParameter(f"{value!r}: expected comma-separated numbers", ctx=ctx, param=param) from None
         bad = [v for v in vals if not math.isfinite(v) or (low is not None and v <= low) or (high is not None and
                                                                                           v >= high)]
-        if bad or not vals:
+        if bad or not (vals or allow_empty):
             where = f" between {low:g} and {high:g} (exclusive)" if low is not None and high is not None else ""
             raise click.BadParameter(f"{value!r}: need finite numbers{where}", ctx=ctx, param=param)
         return vals
@@ -123,6 +123,28 @@ def resolve_model(model, model_opt) -> str:
     if not name:
         raise click.UsageError("which model? pass MODEL or --model (`diffdensity models` lists the shipped ones).")
     return name
+
+
+PIPELINE_PARAMS = ("prompt", "negative_prompt", "guidance_scale")
+
+
+def pipeline_options(scheduler: bool = True):
+    """--prompt, --negative-prompt, --guidance-scale (diffusers' meaning) and --scheduler for diffusers models."""
+    opts = [click.option("--prompt", default=None, help="text-to-image pipelines (folders, hub ids): the prompt "
+                         "(\"\" for the unconditional model)"),
+            click.option("--negative-prompt", default=None, help="pipelines: the negative prompt (default \"\")"),
+            click.option("--guidance-scale", type=FINITE, default=None,
+                         help="pipelines: classifier-free guidance as in diffusers, ε_u + g(ε_c − ε_u) (the library's "
+                              "w = g − 1; default: none)")]
+    if scheduler:
+        opts.append(click.option("--scheduler", default=None,
+                                 help="diffusers scheduler folder when MODEL is a model folder without one"))
+
+    def deco(f):
+        for o in reversed(opts):
+            f = o(f)
+        return f
+    return deco
 
 
 def overwrite_option(f):

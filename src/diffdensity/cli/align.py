@@ -6,7 +6,8 @@ from pathlib import Path
 import click
 
 from . import main
-from ._common import COUNT, DEVICE, FINITE, SEED, claim_out, model_arg, overwrite_option, resolve_model
+from ._common import (COUNT, DEVICE, FINITE, SEED, claim_out, model_arg, overwrite_option, pipeline_options,
+                      resolve_model)
 
 
 @main.command("align")
@@ -19,20 +20,22 @@ from ._common import COUNT, DEVICE, FINITE, SEED, claim_out, model_arg, overwrit
 @click.option("--out", type=click.Path(), default="align_out", help="output folder")
 @overwrite_option
 @click.option("--device", type=DEVICE, default="cpu", help="cpu | cuda | cuda:N")
-def align_cmd(model, model_opt, device, n, lambda_target, steps, n_probes, seed, out):
+@pipeline_options()
+def align_cmd(model, model_opt, device, n, lambda_target, steps, n_probes, seed, out, prompt, negative_prompt,
+              guidance_scale, scheduler):
     """Score alignment of MODEL over N latents by Eq 12 (with the target score) and Eq 13 (without: Hutchinson),
     their correlation and the fraction of latents with SA > 0; OUT/summary.json, OUT/alignment.npz, OUT/alignment.png.
 
     Example: diffdensity align digits8 --n 64 --out align_out
     """
     from ..analysis import alignment_study
-    from ..data.loading import prior_latents
-    from ..io import load
+    from ..data.loading import load_model, prior_latents
     from ._common import torch_generator
 
     model = resolve_model(model, model_opt)
     out = claim_out(out)
-    m = load(model, device=device)
+    m = load_model(model, scheduler, None, device, prompt=prompt, negative_prompt=negative_prompt,
+                   guidance_scale=guidance_scale)
     g = torch_generator(seed, device)
     s = alignment_study(m, prior_latents(m, n, g), lambda_target, steps, n_probes, generator=g, out=out,
                         meta={"model": model, "seed": seed})

@@ -6,7 +6,8 @@ from pathlib import Path
 import click
 
 from . import main
-from ._common import COUNT, DEVICE, DIVERGENCES, SEED, claim_out, csv, model_arg, overwrite_option, resolve_model
+from ._common import (COUNT, DEVICE, DIVERGENCES, SEED, claim_out, csv, model_arg, overwrite_option, pipeline_options,
+                      resolve_model)
 
 
 def echo_guidance(results: dict) -> None:
@@ -34,7 +35,9 @@ def echo_guidance(results: dict) -> None:
 @click.option("--out", type=click.Path(), default="guide_out", help="output folder")
 @overwrite_option
 @click.option("--device", type=DEVICE, default="cpu", help="cpu | cuda | cuda:N")
-def guide_cmd(model, model_opt, device, qs, n, steps, noise, eval_steps, divergence, seed, out):
+@pipeline_options()
+def guide_cmd(model, model_opt, device, qs, n, steps, noise, eval_steps, divergence, seed, out, prompt, negative_prompt,
+              guidance_scale, scheduler):
     """q sweep of density guidance beside prior guidance (and optionally stochastic density guidance) on MODEL:
     per q a sample grid and the mean log p (model space, PF-ODE encoder); OUT/guidance.json, OUT/logp_vs_q.png and
     a grid per sampler.
@@ -42,12 +45,12 @@ def guide_cmd(model, model_opt, device, qs, n, steps, noise, eval_steps, diverge
     Example: diffdensity guide digits8 --q 0.3,0.5,0.6 --n 16 --out guide_out
     """
     from ..analysis import guidance_sweep
-    from ..data.loading import prior_latents
-    from ..io import load
+    from ..data.loading import load_model, prior_latents
     from ._common import torch_generator
 
     out = claim_out(out)
-    m = load(resolve_model(model, model_opt), device=device)
+    m = load_model(resolve_model(model, model_opt), scheduler, None, device, prompt=prompt,
+                   negative_prompt=negative_prompt, guidance_scale=guidance_scale)
     g = torch_generator(seed, device)
     res = guidance_sweep(m, prior_latents(m, n, g), qs, steps=steps, noise=None if noise == "none" else noise,
                          log_prob_kw={"divergence": divergence, "solver": "euler", "steps": eval_steps}, generator=g,

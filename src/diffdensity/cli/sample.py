@@ -6,8 +6,8 @@ import json
 import click
 
 from . import main
-from ._common import (DEVICE, DIVERGENCES, FINITE, QUANTILE, SEED, UNIT, default_steps, method_choice, model_arg,
-                      resolve_model, solver_option)
+from ._common import (DEVICE, DIVERGENCES, FINITE, PIPELINE_PARAMS, QUANTILE, SEED, UNIT, csv, default_steps,
+                      method_choice, model_arg, pipeline_options, resolve_model, solver_option)
 
 # sampler option -> the click parameter holding it
 _OPTION_PARAMS = {"track_logp": "track", "tracker": "tracker", "solver": "solver", "divergence": "divergence",
@@ -35,6 +35,21 @@ def _summary(model, method, steps, n, nfe, seed, device, divergence, options) ->
     return summary
 
 
+def _run(m, x_T, method, steps, g, options, qs):
+    """One sampler run, or one per q of ``qs`` from the same latents (concatenated) -> (samples, labels or None)."""
+    import torch
+
+    from ..integrate import Samples
+    from ..sampling import sample
+
+    if not qs:
+        return sample(m, x_T, method, steps, g, progress=None, **options), None
+    runs = [sample(m, x_T, method, steps, g, progress=None, **{**options, "q": q}) for q in qs]
+    logp = None if runs[0].logp is None else torch.cat([r.logp for r in runs])
+    labels = [f"q={q:g}" for q in qs for _ in range(x_T.shape[0])]
+    return Samples(torch.cat([r.x for r in runs]), logp, sum(r.nfe for r in runs)), labels
+
+
 @main.command("sample")
 @model_arg
 @click.option("--method", type=method_choice(), default=None, help="sampler (default: sde)")
@@ -50,33 +65,39 @@ def _summary(model, method, steps, n, nfe, seed, device, divergence, options) ->
 @click.option("--threshold", type=FINITE, default=4.0, help="hd: the λ where the high-density ODE takes over")
 @click.option("--first", type=click.Choice(["ode", "sde"]), default="ode", help="hd: the sampler before the threshold")
 @click.option("--q", type=QUANTILE, default=0.6, help="guided samplers: the quantile (higher q, higher log p)")
+@click.option("--qs", default="", callback=csv(float, 0, 1, allow_empty=True), help="guided samplers: several quantiles, comma-separated "
+              "(e.g. 0.3,0.5,0.7): one run per q from the same latents")
 @click.option("--noise", default="late", help="stochastic-density-guided: noise window preset (early | late)")
 @click.option("--churn", type=UNIT, default=None, help="distributional / ddim: 0 = DDIM, 1 = DDPM posterior")
 @click.option("--seed", type=SEED, default=0)
 @click.option("--device", type=DEVICE, default="cpu", help="cpu | cuda | cuda:N")
 @click.option("--out", type=click.Path(), default="samples", help="output folder (must be new or empty)")
 @click.option("--overwrite", is_flag=True, help="write into an --out that already holds results")
+@pipeline_options()
 @click.pass_context
 def sample_cmd(ctx, model, model_opt, method, sampler, n, steps, divergence, seed, device, out, overwrite, **_):
     """Sample a model with any of the library's samplers; writes samples.npz (model space `x`, data units `x_data`,
-    `logp`, `nfe`), samples.png (a grid, highest log p first, each labelled) and summary.json.
+    `logp`, `nfe`), samples.png (a grid, highest log p first, each labelled) and summary.json; for a diffusers
+    pipeline (folder or hub id, with --prompt) the samples are latents and images.npz / images.png hold them decoded.
 
     Example: diffdensity sample --model digits8 --method hd --threshold 4 --n 16 --out hd_samples
     """
     from .._io_utils import output_folder
-    from ..data.loading import prior_latents
-    from ..io import load
+    from ..adapters.pipelines import write_images
+    from ..data.loading import load_model, prior_latents
     from ..sample_files import write_sample_files
-    from ..sampling import sample
     from ._common import torch_generator
 
     model = resolve_model(model, model_opt)
     method = method or sampler or "sde"
     steps = steps or default_steps(method)
     options = sampler_options(ctx, method)
-    with output_folder(out, overwrite) as out:  # claimed (locked) until the files are written
-        m = load(model, device=device)
-        g = torch_generator(seed, device)
-        smp = sample(m, prior_latents(m, n, g), method, steps, g, progress=None, **options)
-        summary = _summary(model, method, steps, n, smp.nfe, seed, device, divergence, options)
-        click.echo(json.dumps(write_sample_files(m, smp, out, summary), indent=2))
+    out = ctx.with_resource(output_folder(out, overwrite))  # claimed (locked) until the files are written
+    pipe = {k: ctx.params[k] for k in PIPELINE_PARAMS if ctx.params[k] is not None}
+    m = load_model(model, ctx.params["scheduler"], None, device, **pipe)
+    g = torch_generator(seed, device)
+    smp, labels = _run(m, prior_latents(m, n, g), method, steps, g, options, ctx.params["qs"])
+    summary = {**_summary(model, method, steps, n, smp.nfe, seed, device, divergence, options), **pipe}
+    summary.update({"qs": list(ctx.params["qs"])} if labels else {})
+    summary.update(write_images(m, smp.x, smp.logp, out, labels))
+    click.echo(json.dumps(write_sample_files(m, smp, out, summary), indent=2))

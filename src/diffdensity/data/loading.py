@@ -45,15 +45,21 @@ def is_diffusers_folder(path) -> bool:
         return False
 
 
-def load_model(spec: str, scheduler=None, autocast: str | None = None, device=None):
-    """A shipped name or saved run (dd.load), or a diffusers folder (dd.from_diffusers, optionally under autocast)."""
+def load_model(spec: str, scheduler=None, autocast: str | None = None, device=None, **pipeline):
+    """A shipped name or saved run (dd.load), or a diffusers folder or hub id (dd.from_diffusers, optionally under
+    autocast; ``pipeline``: prompt=, negative_prompt=, guidance_scale= for text-to-image pipelines)."""
     from ..adapters import from_diffusers
+    from ..adapters.pipelines import is_hub_id
     from ..io import load
 
-    if is_diffusers_folder(Path(spec).expanduser()):
-        return from_diffusers(spec, scheduler, autocast=autocast, device=device)
+    pipeline = {k: v for k, v in pipeline.items() if v is not None}
+    if is_diffusers_folder(Path(spec).expanduser()) or is_hub_id(spec):
+        return from_diffusers(spec, scheduler, autocast=autocast, device=device, **pipeline)
     if autocast is not None:
         raise ValueError("--autocast applies to diffusers models only.")
+    given = [*pipeline, *(["scheduler"] if scheduler is not None else [])]
+    if given:
+        raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in given)}: for diffusers models only.")
     return load(spec, device=device)
 
 
@@ -62,6 +68,9 @@ def model_shape(model) -> tuple:
     t = getattr(model, "transform", None)
     if t is not None and getattr(t, "model_shape", None):
         return tuple(t.model_shape)
+    shape = _net_shape(model) if getattr(model, "net", None) is not None else None
+    if shape is not None:  # diffusers: latents / pixels
+        return shape
     net = (getattr(model, "config", {}) or {}).get("net", {})
     if net.get("type") == "MLP":
         return (int(net["dim"]),)
@@ -78,6 +87,13 @@ def data_shape(model) -> tuple | None:
     t = getattr(model, "transform", None)
     if t is not None:
         return tuple(t.data_shape)
+    if getattr(model, "image_shape", None):
+        return tuple(model.image_shape)
+    return _net_shape(model)
+
+
+def _net_shape(model) -> tuple | None:
+    """(channels, height, width) of a diffusers network's input, from its config."""
     cfg = getattr(getattr(model, "net", None), "config", None)
     size, ch = getattr(cfg, "sample_size", None), getattr(cfg, "in_channels", None)
     if size is None or ch is None:
