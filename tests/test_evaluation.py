@@ -105,3 +105,16 @@ def test_auto_chunk_is_chosen_by_speed_within_the_memory_cap_and_changes_nothing
     whole = evaluate(m, 0.0, x, {"lap"}, Divergence("exact", chunk_size=None))
     assert torch.allclose(first.lap, whole.lap, atol=1e-10) and torch.allclose(again.lap, whole.lap, atol=1e-10)
     assert torch.allclose(whole.lap, m.laplacian(x, 0.0), atol=1e-8)
+
+
+def test_exact_divergence_does_not_depend_on_the_chunk_size_to_the_bit():
+    """The "auto" chunk is chosen by timing, so its size varies from run to run: the result must not (the sum over
+    basis vectors is taken once, in one order; a run-to-run 1e-6 difference made a test flaky)."""
+    from diffdensity.evaluation import Divergence, evaluate
+
+    m = make_mixture(24, seed=3).diffused(dd.VP())
+    x = m.sample(5, 0.0, generator=torch.Generator().manual_seed(0)).float()
+    m32 = make_mixture(24, seed=3, dtype=torch.float32).diffused(dd.VP())
+    ref = evaluate(m32, 0.0, x, {"lap"}, Divergence("exact", chunk_size=1)).lap
+    for c in (2, 3, 8, 24, None):
+        assert torch.equal(evaluate(m32, 0.0, x, {"lap"}, Divergence("exact", chunk_size=c)).lap, ref), c

@@ -81,3 +81,18 @@ def test_scheme_errors_name_the_fix():
         dd.log_prob(m, x, nodes=7)
     lp, se = dd.log_prob(m, x, divergence="exact", return_stderr=True)
     assert torch.equal(se, torch.zeros_like(lp))
+
+
+def test_log_prob_takes_an_int_seed_and_a_prior_of_shape_b1():
+    """Issue 24's calls in log_prob: generator=42 is a seed (the same values as a generator seeded with 42), and a
+    prior returning (B, 1) gives (B,) values, not a (B, B) broadcast."""
+    m, x, _ = _oracle(4, 3)
+    a = dd.log_prob(m, x, generator=42, nodes=8)
+    b = dd.log_prob(m, x, generator=torch.Generator().manual_seed(42), nodes=8)
+    assert torch.equal(a, b)
+    lp = dd.log_prob(m, x, nodes=8, prior=lambda z: m.log_prob(z, m.schedule.lambda_min)[:, None])
+    assert lp.shape == (3,)
+    with pytest.raises(ValueError, match="repeats"):
+        dd.bits_per_dim(m, torch.zeros(2, 4, dtype=torch.long), levels=4, repeats=True)
+    with pytest.raises(TypeError, match="complex"):
+        dd.bits_per_dim(m, torch.zeros(2, 4, dtype=torch.complex64), levels=4)

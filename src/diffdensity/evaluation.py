@@ -145,7 +145,9 @@ class Divergence:
             probes = self._probes(x)
             return (self._vjps(vjp, probes) * probes).reshape(probes.shape[0], B, -1).sum(-1).mean(0)
         eye = torch.eye(D, dtype=x.dtype, device=x.device)
-        div = torch.zeros(B, dtype=x.dtype, device=x.device)
+        # ∂s_i/∂x_i per basis vector, summed once at the end: the same additions whatever the chunks (a chunk size chosen
+        # by timing must not change a single bit of the result)
+        diag = torch.zeros(D, B, dtype=x.dtype, device=x.device)
         timed: list[tuple[int, float]]  # (chunk size, seconds) of each timed trial chunk
         start, timed = 0, []
         while start < D:
@@ -156,11 +158,11 @@ class Divergence:
             rows = self._vjps(vjp, gouts)
             if basis.shape[0] == c:  # a whole trial chunk (the last one may be cut short by D)
                 timed.append((c, time.perf_counter() - t0))
-            div = div + (rows.reshape(basis.shape[0], B, D) * basis[:, None, :]).sum((0, 2))
+            diag[start:start + basis.shape[0]] = (rows.reshape(basis.shape[0], B, D) * basis[:, None, :]).sum(2)
             start += basis.shape[0]
         if self.chunk_size == "auto" and self._chunk is None and timed:
             self._chunk = min(timed, key=lambda ct: ct[1] / ct[0])[0]  # fastest per vector, first D vectors only
-        return div
+        return diag.sum(0)
 
     def _next_chunk(self, x: Tensor, timed: list) -> int:
         """The next chunk's size: fixed, or for "auto" (until chosen) trial sizes 1, 2, 4, … up to the memory cap,

@@ -6,7 +6,8 @@ import math
 import torch
 from torch import Tensor
 
-from ._checks import check_batch, check_choice, check_count, check_finite, flat_sq
+from ._checks import check_batch, check_choice, check_count, check_finite, check_real_data, flat_sq, prior_values
+from ._rng import as_generator
 from .data.transforms import to_model_space, unit_interval_transform
 from .dynamics import PFODE
 from .evaluation import Divergence, Eval, evaluate
@@ -48,6 +49,7 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str | Sol
     check_choice(density, "density", DENSITIES)
     check_batch(x, "x")
     check_count(n_probes, "n_probes")
+    generator = as_generator(generator, allow_list=True)
     solver = resolve(solver, strict=False, rtol=rtol, atol=atol, control=control, time=_pf_time(time, solver))
     if not solver.adaptive and steps is None and (grid is None or isinstance(grid, str)):
         steps = 1024
@@ -117,7 +119,7 @@ def _log_prob(model, x, generator, *, divergence, solver, steps, grid, n_probes,
                             steps=steps, grid=grid, divergence=div, progress=progress, desc="log_prob",
                             first_eval=first)
     if prior is not None or density == "lambda_max":
-        lp0 = (prior or sch.prior_log_prob)(enc.x)
+        lp0 = prior_values((prior or sch.prior_log_prob)(enc.x), enc.x)
     else:
         lp0 = prior_end(sch, _end_eval(m, sch.lambda_min, enc))
     se = enc.stderr if enc.stderr is not None else torch.zeros_like(enc.logp)
@@ -183,10 +185,11 @@ def bits_per_dim(model, x_int: Tensor, levels: int | None = 256, dequantize: str
     """
     if dequantize not in DEQUANTIZE:
         raise ValueError(f"dequantize={dequantize!r}; choose one of {DEQUANTIZE}.")
-    if int(repeats) != repeats or repeats < 1:
-        raise ValueError(f"repeats={repeats}: need a positive integer.")
+    check_count(repeats, "repeats")
+    generator = as_generator(generator, allow_list=True)
     if not isinstance(x_int, Tensor):
         x_int = torch.as_tensor(x_int)
+    check_real_data(x_int)
     check_finite(x_int.float(), "x_int")
     transform = getattr(model, "transform", None)
     t_levels = getattr(transform, "levels", None)
