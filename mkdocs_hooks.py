@@ -5,6 +5,7 @@ text, but mkdocs-autorefs (used by the API reference) reads it as a cross-refere
 ``mkdocs build --strict``. This hook escapes runs of two or more bracketed tags (no link target after them) in that
 page only, so they render as the text they are on GitHub; the file itself is not changed.
 """
+
 from __future__ import annotations
 
 import re

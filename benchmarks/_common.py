@@ -1,4 +1,5 @@
 """Shared helpers for the benchmark scripts: machine description, table printing, JSON output."""
+
 from __future__ import annotations
 
 import json

@@ -10,6 +10,7 @@ Both are in the data units of :func:`diffdensity.bits_per_dim` (x ∈ [0, 17) af
 so they compare directly with the models' held-out bits/dim.
 Usage: python benchmarks/digits_baselines.py  (prints a table, writes benchmarks/results/digits_baselines.json)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,20 +74,33 @@ def run_baselines(dataset: str, description: str, args, name: str) -> dict:
         ("full-covariance Gaussian", gaussian_bpd(train, test, args.repeats, args.ridge, args.seed)),
     ):
         rows[label] = {"test_bpd": float(bpd.mean()), "stderr": float(bpd.std() / math.sqrt(len(bpd)))}
-    print(f"{dataset}: {len(train)} train / {len(test)} test, {train.shape[1]} dims, {levels} levels, "
-          "uniform dequantization")
+    print(
+        f"{dataset}: {len(train)} train / {len(test)} test, {train.shape[1]} dims, {levels} levels, "
+        "uniform dequantization"
+    )
     print(f"{'baseline':36s} {'held-out bits/dim':>18s}")
     for label, r in rows.items():
         print(f"{label:36s} {r['test_bpd']:>10.4f} ± {r['stderr']:.4f}")
-    save(name, {"dataset": description, "levels": levels, "n_train": len(train), "n_test": len(test),
-                "settings": vars(args), "baselines": rows}, args.out)
+    save(
+        name,
+        {
+            "dataset": description,
+            "levels": levels,
+            "n_train": len(train),
+            "n_test": len(test),
+            "settings": vars(args),
+            "baselines": rows,
+        },
+        args.out,
+    )
     return rows
 
 
 def main():
     args = baseline_args(__doc__)
-    run_baselines("digits", "digits (sklearn, split of diffdensity.data.load_dataset('digits'))", args,
-                  "digits_baselines")
+    run_baselines(
+        "digits", "digits (sklearn, split of diffdensity.data.load_dataset('digits'))", args, "digits_baselines"
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Models: ``DIR/<dataset>-distributional`` and ``DIR/<dataset>-regression`` if DIR
 ``<dataset>-distributional`` / ``<dataset>-regression`` (moons is not shipped: pass --runs). Writes
 benchmarks/results/distributional_nfe.json and docs/figures/distributional_nfe.png; prints the tables.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,9 +50,11 @@ def main(argv=None):
         results[ds_name] = res
         val = {(r["model"], r["nfe"]): r["mmd"] for r in res["rows"]}
         ratio = {k: val[("regression", k)] / val[("distributional", k)] for k in NFES}
-        summary[ds_name] = {"mmd_ratio_regression_over_distributional": ratio,
-                            "few_step_2x": all(ratio[k] >= 2 for k in (1, 2, 4)),
-                            "nfe32_within_1.5x": ratio[32] >= 1 / 1.5}  # distributional <= 1.5 x regression
+        summary[ds_name] = {
+            "mmd_ratio_regression_over_distributional": ratio,
+            "few_step_2x": all(ratio[k] >= 2 for k in (1, 2, 4)),
+            "nfe32_within_1.5x": ratio[32] >= 1 / 1.5,
+        }  # distributional <= 1.5 x regression
         print(f"\n{ds_name} (churn {args.churn})\n{format_table(res)}\n{format_table(res, 'energy_distance')}")
         print("MMD ratio regression / distributional: " + ", ".join(f"{k}: {r:.2f}" for k, r in ratio.items()))
     save(args.name, {"datasets": results, "summary": summary, "churn": args.churn})

@@ -5,6 +5,7 @@ alone, of score + exact divergence (`Divergence("exact")`: torch.func VJPs vmapp
 chunk size "auto"), and of score + Hutchinson (one probe), on a batch of 16 at λ = 0, one thread, median of repeats.
 Run: .venv/bin/python benchmarks/divergence_cost.py [--quick]; prints the table and writes divergence_cost.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,10 +51,32 @@ if __name__ == "__main__":
         t_score = timed(lambda: score_and_divergence(m, x, lam, None), reps)
         t_exact = timed(lambda: score_and_divergence(m, x, lam, "exact"), reps)
         t_hutch = timed(lambda: score_and_divergence(m, x, lam, "hutchinson", probes), reps)
-        rows.append({"model": name, "D": D, "batch": a.batch, "score_s": t_score, "exact_s": t_exact,
-                     "exact_over_score": t_exact / t_score, "exact_over_score_per_dim": t_exact / t_score / D,
-                     "hutchinson_s": t_hutch, "hutchinson_over_score": t_hutch / t_score})
+        rows.append(
+            {
+                "model": name,
+                "D": D,
+                "batch": a.batch,
+                "score_s": t_score,
+                "exact_s": t_exact,
+                "exact_over_score": t_exact / t_score,
+                "exact_over_score_per_dim": t_exact / t_score / D,
+                "hutchinson_s": t_hutch,
+                "hutchinson_over_score": t_hutch / t_score,
+            }
+        )
         print(rows[-1], flush=True)
-    print(table(rows, ["model", "D", "score_s", "exact_s", "exact_over_score", "exact_over_score_per_dim",
-                       "hutchinson_over_score"]))
+    print(
+        table(
+            rows,
+            [
+                "model",
+                "D",
+                "score_s",
+                "exact_s",
+                "exact_over_score",
+                "exact_over_score_per_dim",
+                "hutchinson_over_score",
+            ],
+        )
+    )
     save("divergence_cost", {"rows": rows})

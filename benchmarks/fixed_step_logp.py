@@ -13,10 +13,10 @@ time). NFE = score calls (Heun and midpoint: 2 per step).
 
 Run: .venv/bin/python benchmarks/fixed_step_logp.py [--quick]; table + results/fixed_step_logp.json.
 """
+
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 import torch
@@ -53,13 +53,22 @@ def ours(m, x, exact, nfe):
         for grid in GRIDS:
             for tv in times:
                 try:
-                    lp = dd.log_prob(m, x, divergence="exact", solver=name, steps=steps, grid=grid, prior=prior,
-                                     time=tv)
+                    lp = dd.log_prob(
+                        m, x, divergence="exact", solver=name, steps=steps, grid=grid, prior=prior, time=tv
+                    )
                 except (ValueError, RuntimeError) as e:  # a grid a schedule cannot make
                     print(f"  skip {name}/{grid}: {e}")
                     continue
-                rows.append({"system": "diffdensity", "solver": name, "grid": grid, "time": tv or s.variable,
-                             "nfe": nfe, "err": float((lp - exact).abs().mean())})
+                rows.append(
+                    {
+                        "system": "diffdensity",
+                        "solver": name,
+                        "grid": grid,
+                        "time": tv or s.variable,
+                        "nfe": nfe,
+                        "err": float((lp - exact).abs().mean()),
+                    }
+                )
     return rows
 
 
@@ -70,7 +79,7 @@ def flow_matching_rows(m, x, exact, nfe):
         return []
     sch = m.schedule
     rows = []
-    for tname in (("t",) if isinstance(sch, dd.FlowMatching) else ("lambda", "log_sigma", "sigma")):
+    for tname in ("t",) if isinstance(sch, dd.FlowMatching) else ("lambda", "log_sigma", "sigma"):
         tv = sch.time_variable(tname)
         tau0, tau1 = (float(v) for v in tv.to_tau(torch.tensor([sch.lambda_min, sch.lambda_max], dtype=torch.float64)))
 
@@ -85,10 +94,22 @@ def flow_matching_rows(m, x, exact, nfe):
 
         lp0 = lambda z: m.log_prob(z, sch.lambda_min)  # noqa: E731
         _, lp = ODESolver(velocity_model=Velocity()).compute_likelihood(
-            x, lp0, step_size=2.0 / nfe, method="midpoint", time_grid=torch.tensor([1.0, 0.0], dtype=torch.float64),
-            exact_divergence=True)
-        rows.append({"system": "flow_matching", "solver": "midpoint", "grid": f"uniform in {tname}", "nfe": nfe,
-                     "err": float((lp - exact).abs().mean())})
+            x,
+            lp0,
+            step_size=2.0 / nfe,
+            method="midpoint",
+            time_grid=torch.tensor([1.0, 0.0], dtype=torch.float64),
+            exact_divergence=True,
+        )
+        rows.append(
+            {
+                "system": "flow_matching",
+                "solver": "midpoint",
+                "grid": f"uniform in {tname}",
+                "nfe": nfe,
+                "err": float((lp - exact).abs().mean()),
+            }
+        )
     return rows
 
 
@@ -106,12 +127,20 @@ def main():
                 rows.append({"schedule": name, **r})
             b = min(mine, key=lambda r: r["err"])
             p = min(peer, key=lambda r: r["err"]) if peer else None
-            best.append({"schedule": name, "nfe": nfe, "best diffdensity": f"{b['solver']}/{b['grid']}/{b['time']}",
-                         "its error": b["err"], "flow_matching midpoint": None if p is None else p["err"],
-                         "ratio (fm / ours)": None if p is None else p["err"] / b["err"]})
+            best.append(
+                {
+                    "schedule": name,
+                    "nfe": nfe,
+                    "best diffdensity": f"{b['solver']}/{b['grid']}/{b['time']}",
+                    "its error": b["err"],
+                    "flow_matching midpoint": None if p is None else p["err"],
+                    "ratio (fm / ours)": None if p is None else p["err"] / b["err"],
+                }
+            )
             print(best[-1], flush=True)
-    print(table(best, ["schedule", "nfe", "best diffdensity", "its error", "flow_matching midpoint",
-                       "ratio (fm / ours)"]))
+    print(
+        table(best, ["schedule", "nfe", "best diffdensity", "its error", "flow_matching midpoint", "ratio (fm / ours)"])
+    )
     save("fixed_step_logp", {"what": __doc__.split("\n\n")[0], "rows": rows, "best": best})
 
 

@@ -6,6 +6,7 @@ mean R = −½∫φ̃² g2 ŝᵀ∇²log p ŝ dλ for the reference's η' and 0 
 
 Run: .venv/bin/python benchmarks/guidance_ito.py [--quick]; prints a table, writes benchmarks/results/guidance_ito.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,18 +41,29 @@ def main():
     torch.set_num_threads(1)
     sch = dd.VP()
     rows = []
-    for D in ((32,) if args.quick else (32, 64)):  # D = 16: a path overshoots a mode (the monitor stops it)
+    for D in (32,) if args.quick else (32, 64):  # D = 16: a path overshoots a mode (the monitor stops it)
         m = mixture(D).diffused(sch)
         for phi in (0.3, 0.5):
             code, code_se, pred = rate_offset(m, False, phi)
             ex, ex_se, _ = rate_offset(m, True, phi)
-            rows.append({"D": D, "phi": phi, "predicted_offset": pred, "reference_eta_offset": code,
-                         "reference_se": code_se, "exact_ito_offset": ex, "exact_se": ex_se})
+            rows.append(
+                {
+                    "D": D,
+                    "phi": phi,
+                    "predicted_offset": pred,
+                    "reference_eta_offset": code,
+                    "reference_se": code_se,
+                    "exact_ito_offset": ex,
+                    "exact_se": ex_se,
+                }
+            )
             print(rows[-1], flush=True)
     cols = ["D", "phi", "predicted_offset", "reference_eta_offset", "reference_se", "exact_ito_offset", "exact_se"]
     print(table(rows, cols))
-    save("guidance_ito", {"setup": "VP, q=0.55, λ∈[−4,4], 256 EM steps, n=128 paths from p_{λ0}, exact Δ log p",
-                          "rows": rows})
+    save(
+        "guidance_ito",
+        {"setup": "VP, q=0.55, λ∈[−4,4], 256 EM steps, n=128 paths from p_{λ0}, exact Δ log p", "rows": rows},
+    )
 
 
 if __name__ == "__main__":

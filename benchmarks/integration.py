@@ -9,6 +9,7 @@
 
 Run: .venv/bin/python benchmarks/integration.py [--quick]; writes benchmarks/results/integration.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,9 @@ def oracle(sch, D=64, n=64, seed=0):
 
 def logp(m, x, **kw):
     sch = m.schedule
-    out = integrate_ode(m, PFODE(sch), x, sch.lambda_max, sch.lambda_min, track=True, divergence="exact",
-                        progress=False, **kw)
+    out = integrate_ode(
+        m, PFODE(sch), x, sch.lambda_max, sch.lambda_min, track=True, divergence="exact", progress=False, **kw
+    )
     return m.log_prob(out.x, sch.lambda_min) - out.logp, out.nfe
 
 
@@ -49,11 +51,19 @@ def adaptive_rows(quick):
     for name in TIMES:
         m, x, exact = oracle(getattr(dd, name)())
         for time_var in TIMES[name]:
-            for tol in ((1e-3, 1e-5) if quick else (1e-3, 1e-4, 1e-5)):
+            for tol in (1e-3, 1e-5) if quick else (1e-3, 1e-4, 1e-5):
                 t0 = time.perf_counter()
                 lp, nfe = logp(m, x, solver="dopri5", rtol=tol, atol=tol, time=time_var)
-                rows.append({"schedule": name, "time": time_var, "tol": tol, "nfe": nfe,
-                             "mean_abs_err": (lp - exact).abs().mean().item(), "seconds": time.perf_counter() - t0})
+                rows.append(
+                    {
+                        "schedule": name,
+                        "time": time_var,
+                        "tol": tol,
+                        "nfe": nfe,
+                        "mean_abs_err": (lp - exact).abs().mean().item(),
+                        "seconds": time.perf_counter() - t0,
+                    }
+                )
                 print(rows[-1], flush=True)
     return rows
 
@@ -62,12 +72,19 @@ def grid_rows(quick):
     rows = []
     for name in TIMES:
         m, x, exact = oracle(getattr(dd, name)())
-        for steps in ((64,) if quick else (64, 256)):
+        for steps in (64,) if quick else (64, 256):
             for grid in ("lambda", "t", "sigma", "edm"):
                 for time_var in TIMES[name]:
                     lp, nfe = logp(m, x, solver="euler", steps=steps, grid=grid, time=time_var)
-                    rows.append({"schedule": name, "steps": steps, "grid": grid, "time": time_var,
-                                 "mean_abs_err": (lp - exact).abs().mean().item()})
+                    rows.append(
+                        {
+                            "schedule": name,
+                            "steps": steps,
+                            "grid": grid,
+                            "time": time_var,
+                            "mean_abs_err": (lp - exact).abs().mean().item(),
+                        }
+                    )
                     print(rows[-1], flush=True)
     return rows
 
@@ -81,15 +98,22 @@ def solver_rows(quick):
         sch = m.schedule
         xT = sch.sample_prior(x.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
         ref = dd.sample_ode(m, xT, solver="dopri5", rtol=1e-9, atol=1e-9, progress=False).x
-        for nfe in ((64,) if quick else (16, 64)):
+        for nfe in (64,) if quick else (16, 64):
             for solver in ("euler", "ab2", "heun"):
                 steps = nfe // 2 if solver == "heun" else nfe
                 xs = dd.sample_ode(m, xT, steps=steps, solver=solver, progress=False).x
-                lp = dd.log_prob(m, x, divergence="exact", solver=solver, steps=steps,
-                                 prior=lambda z: m.log_prob(z, sch.lambda_min))
-                rows.append({"schedule": name, "nfe": nfe, "solver": solver,
-                             "sample_err": (xs - ref).norm(dim=1).mean().item(),
-                             "log_prob_err": (lp - exact).abs().mean().item()})
+                lp = dd.log_prob(
+                    m, x, divergence="exact", solver=solver, steps=steps, prior=lambda z: m.log_prob(z, sch.lambda_min)
+                )
+                rows.append(
+                    {
+                        "schedule": name,
+                        "nfe": nfe,
+                        "solver": solver,
+                        "sample_err": (xs - ref).norm(dim=1).mean().item(),
+                        "log_prob_err": (lp - exact).abs().mean().item(),
+                    }
+                )
                 print(rows[-1], flush=True)
     return rows
 
@@ -107,17 +131,48 @@ def digits_rows(quick):
     else:
         x = data[:16]
     sch = model.schedule
-    ref = integrate_ode(model, PFODE(sch), x, sch.lambda_max, sch.lambda_min, track=True, divergence="exact",
-                        solver="dopri5", rtol=1e-7, atol=1e-7, time="lambda", progress=False)
+    ref = integrate_ode(
+        model,
+        PFODE(sch),
+        x,
+        sch.lambda_max,
+        sch.lambda_min,
+        track=True,
+        divergence="exact",
+        solver="dopri5",
+        rtol=1e-7,
+        atol=1e-7,
+        time="lambda",
+        progress=False,
+    )
     ref_lp = sch.prior_log_prob(ref.x) - ref.logp
     rows = []
     for time_var in ("lambda", "sigma", "log_sigma", "t"):
-        for tol in ((1e-3, 1e-5) if quick else (1e-3, 1e-4, 1e-5)):
-            out = integrate_ode(model, PFODE(sch), x, sch.lambda_max, sch.lambda_min, track=True, divergence="exact",
-                                solver="dopri5", rtol=tol, atol=tol, time=time_var, progress=False)
+        for tol in (1e-3, 1e-5) if quick else (1e-3, 1e-4, 1e-5):
+            out = integrate_ode(
+                model,
+                PFODE(sch),
+                x,
+                sch.lambda_max,
+                sch.lambda_min,
+                track=True,
+                divergence="exact",
+                solver="dopri5",
+                rtol=tol,
+                atol=tol,
+                time=time_var,
+                progress=False,
+            )
             lp = sch.prior_log_prob(out.x) - out.logp
-            rows.append({"model": "digits8", "time": time_var, "tol": tol, "nfe": out.nfe,
-                         "mean_abs_err": (lp - ref_lp).abs().mean().item()})
+            rows.append(
+                {
+                    "model": "digits8",
+                    "time": time_var,
+                    "tol": tol,
+                    "nfe": out.nfe,
+                    "mean_abs_err": (lp - ref_lp).abs().mean().item(),
+                }
+            )
             print(rows[-1], flush=True)
     return rows
 

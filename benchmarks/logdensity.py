@@ -10,6 +10,7 @@
 
 Run: .venv/bin/python benchmarks/logdensity.py [--quick]; prints tables and writes benchmarks/results/logdensity.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,13 +47,30 @@ def bench_log_prob(D, n, quick):
     for div in ("exact", "hutchinson"):
         for solver, kw in configs:
             t0 = time.perf_counter()
-            lp, nfe = dd.log_prob(m, x, divergence=div, solver=solver, prior=prior, return_nfe=True,
-                                  generator=torch.Generator().manual_seed(2), **kw)
+            lp, nfe = dd.log_prob(
+                m,
+                x,
+                divergence=div,
+                solver=solver,
+                prior=prior,
+                return_nfe=True,
+                generator=torch.Generator().manual_seed(2),
+                **kw,
+            )
             dt = time.perf_counter() - t0
-            err = (lp - exact)
-            rows.append({"D": D, "divergence": div, "solver": solver, "setting": str(kw.get("steps", kw.get("rtol"))),
-                         "nfe": nfe, "mean_abs_err": err.abs().mean().item(), "mean_err": err.mean().item(),
-                         "seconds": dt})
+            err = lp - exact
+            rows.append(
+                {
+                    "D": D,
+                    "divergence": div,
+                    "solver": solver,
+                    "setting": str(kw.get("steps", kw.get("rtol"))),
+                    "nfe": nfe,
+                    "mean_abs_err": err.abs().mean().item(),
+                    "mean_err": err.mean().item(),
+                    "seconds": dt,
+                }
+            )
             print(f"  log_prob D={D} {div} {solver} {kw}: nfe {nfe} mae {rows[-1]['mean_abs_err']:.4g}", flush=True)
     return rows
 
@@ -96,10 +114,22 @@ def bench_tracker(D, n, steps_list):
     rows = []
     for steps in steps_list:
         for tracker in ("em", "corrected"):
-            smp = dd.sample_sde(m, xT, steps=steps, tracker=tracker, prior=prior, generator=torch.Generator().manual_seed(2))
+            smp = dd.sample_sde(
+                m, xT, steps=steps, tracker=tracker, prior=prior, generator=torch.Generator().manual_seed(2)
+            )
             e = smp.logp - m.log_prob(smp.x, s.lambda_max)
-            rows.append({"D": D, "steps": steps, "tracker": tracker, "n": n, "mean_err": e.mean().item(),
-                         "mean_abs_err": e.abs().mean().item(), "std": e.std().item(), "nfe": smp.nfe})
+            rows.append(
+                {
+                    "D": D,
+                    "steps": steps,
+                    "tracker": tracker,
+                    "n": n,
+                    "mean_err": e.mean().item(),
+                    "mean_abs_err": e.abs().mean().item(),
+                    "std": e.std().item(),
+                    "nfe": smp.nfe,
+                }
+            )
             print(f"  tracker D={D} steps={steps} {tracker}: mean {e.mean():.3f} mae {e.abs().mean():.3f}", flush=True)
     return rows
 
@@ -112,14 +142,22 @@ def bench_overhead(steps, n, reps):
     for r in range(reps):  # interleaved, side by side
         for key in times:
             t0 = time.perf_counter()
-            smp = dd.sample_sde(m, xT, steps=steps, track_logp=key != "untracked",
-                                tracker="em" if key == "untracked" else key, generator=torch.Generator().manual_seed(r),
-                                progress=False)
+            smp = dd.sample_sde(
+                m,
+                xT,
+                steps=steps,
+                track_logp=key != "untracked",
+                tracker="em" if key == "untracked" else key,
+                generator=torch.Generator().manual_seed(r),
+                progress=False,
+            )
             times[key].append(time.perf_counter() - t0)
             nfe[key] = smp.nfe
     base = min(times["untracked"])
-    return [{"sampler": k, "best_seconds": min(v), "overhead_vs_untracked": min(v) / base - 1, "nfe": nfe[k]}
-            for k, v in times.items()]
+    return [
+        {"sampler": k, "best_seconds": min(v), "overhead_vs_untracked": min(v) / base - 1, "nfe": nfe[k]}
+        for k, v in times.items()
+    ]
 
 
 def bench_digits_gap(n, steps):
@@ -132,8 +170,17 @@ def bench_digits_gap(n, steps):
     smp = dd.sample_sde(model, xT, steps=steps, generator=torch.Generator().manual_seed(1), progress=False)
     # Hutchinson with 4 probes (unbiased; its variance is inside gap_se): the exact trace costs 64 VJPs per step
     gap = dd.ode_sde_gap(model, smp, divergence="hutchinson", n_probes=4, generator=torch.Generator().manual_seed(2))
-    return [{"model": "digits8", "n": n, "steps": steps, "gap_mean": gap.mean().item(), "gap_std": gap.std().item(),
-             "gap_se": gap.std().item() / math.sqrt(n), "sde_logp_mean": smp.logp.mean().item()}]
+    return [
+        {
+            "model": "digits8",
+            "n": n,
+            "steps": steps,
+            "gap_mean": gap.mean().item(),
+            "gap_std": gap.std().item(),
+            "gap_se": gap.std().item() / math.sqrt(n),
+            "sde_logp_mean": smp.logp.mean().item(),
+        }
+    ]
 
 
 def main(argv=None):
@@ -144,7 +191,9 @@ def main(argv=None):
     out = {}
     print("== log_prob error vs NFE (exact prior; error in nats per sample)")
     out["log_prob"] = bench_log_prob(64, 16, q) + ([] if q else bench_log_prob(768, 4, q))
-    print(table(out["log_prob"], ["D", "divergence", "solver", "setting", "nfe", "mean_abs_err", "mean_err", "seconds"]))
+    print(
+        table(out["log_prob"], ["D", "divergence", "solver", "setting", "nfe", "mean_abs_err", "mean_err", "seconds"])
+    )
     print("\n== Hutchinson: VJP versus JVP on the digits UNet (batch 32)")
     out["vjp_vs_jvp"] = bench_vjp_jvp(3 if q else 20)
     print(table(out["vjp_vs_jvp"], ["estimator", "seconds_per_call", "ratio_to_score"]))

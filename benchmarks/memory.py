@@ -5,6 +5,7 @@ with the number of images (target: within 2×).
 
 Run: .venv/bin/python benchmarks/memory.py [--quick: 256 digits instead of 1,797]; table + results/memory.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,13 @@ print(json.dumps({"n": n, "baseline_mb": base / 1024, "peak_mb": peak / 1024, "a
 
 
 def run(n: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(n)], capture_output=True, text=True, check=True,
-                         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(n)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -9,6 +9,7 @@ high-density ODE (H = 0) is timed alongside for comparison (2 score evaluations 
 
 Run: .venv/bin/python benchmarks/mode_tracking.py [--quick]; prints a table, writes results/mode_tracking.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,10 +59,19 @@ def one(kind: str, D: int, batch: int, steps: int) -> dict:
     t = time.perf_counter()
     integrate_ode(model, HDODE(s), x, lam_t, lam_end, solver="heun", steps=steps, progress=False)
     hd_sec = (time.perf_counter() - t) / steps
-    return {"model": kind, "D": D, "batch": batch, "steps": steps, "score_evals_per_step": nfe / steps,
-            "vjps_per_step": (D + 1) * (nfe - 2 * steps) / steps,
-            "s_per_step": sec, "hd_ode_s_per_step": hd_sec, "slowdown": sec / hd_sec,
-            "peak_rss_above_baseline_mb": max(0.0, peak - base), "baseline_rss_mb": base}
+    return {
+        "model": kind,
+        "D": D,
+        "batch": batch,
+        "steps": steps,
+        "score_evals_per_step": nfe / steps,
+        "vjps_per_step": (D + 1) * (nfe - 2 * steps) / steps,
+        "s_per_step": sec,
+        "hd_ode_s_per_step": hd_sec,
+        "slowdown": sec / hd_sec,
+        "peak_rss_above_baseline_mb": max(0.0, peak - base),
+        "baseline_rss_mb": base,
+    }
 
 
 def main():
@@ -76,16 +86,36 @@ def main():
     rows = []
     for kind in ("oracle", "mlp"):
         for D in DIMS:
-            out = subprocess.run([sys.executable, __file__, "--one", kind, str(D), str(batch), str(steps)],
-                                 check=True, capture_output=True, text=True, env={"OMP_NUM_THREADS": "1",
-                                                                                  **__import__("os").environ})
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", kind, str(D), str(batch), str(steps)],
+                check=True,
+                capture_output=True,
+                text=True,
+                env={"OMP_NUM_THREADS": "1", **__import__("os").environ},
+            )
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(table(rows[-1:], list(rows[-1])), flush=True)
-    cols = ["model", "D", "batch", "score_evals_per_step", "vjps_per_step", "s_per_step", "hd_ode_s_per_step",
-            "slowdown", "peak_rss_above_baseline_mb"]
+    cols = [
+        "model",
+        "D",
+        "batch",
+        "score_evals_per_step",
+        "vjps_per_step",
+        "s_per_step",
+        "hd_ode_s_per_step",
+        "slowdown",
+        "peak_rss_above_baseline_mb",
+    ]
     print(table(rows, cols))
-    save("mode_tracking", {"rows": rows, "solver": "heun", "note": "per Heun step (2 stages); VJPs = (D + 1) per "
-                           "stage with H; one D×D solve per sample per stage", "machine_run": machine()})
+    save(
+        "mode_tracking",
+        {
+            "rows": rows,
+            "solver": "heun",
+            "note": "per Heun step (2 stages); VJPs = (D + 1) per stage with H; one D×D solve per sample per stage",
+            "machine_run": machine(),
+        },
+    )
 
 
 if __name__ == "__main__":

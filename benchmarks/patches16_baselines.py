@@ -11,6 +11,7 @@ The same estimators and conventions as benchmarks/digits_baselines.py (imported 
 Both are in the data units of :func:`diffdensity.bits_per_dim`, so they compare directly with the model's bits/dim.
 Usage: python benchmarks/patches16_baselines.py  (prints a table, writes benchmarks/results/patches16_baselines.json)
 """
+
 from __future__ import annotations
 
 import sys
@@ -19,16 +20,19 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import save  # noqa: E402
 from digits_baselines import baseline_args, run_baselines  # noqa: E402
 
 
 def main():
     args = baseline_args(__doc__, threads=1)
     torch.set_num_threads(args.threads)
-    run_baselines("patches16", "patches16 (diffdensity.data.load_dataset('patches16'): 16×16 RGB crops, 4× downscaled "
-                  "photos; train: astronaut, coffee, rocket, motorcycle_left, china; test: chelsea, flower)", args,
-                  "patches16_baselines")
+    run_baselines(
+        "patches16",
+        "patches16 (diffdensity.data.load_dataset('patches16'): 16×16 RGB crops, 4× downscaled "
+        "photos; train: astronaut, coffee, rocket, motorcycle_left, china; test: chelsea, flower)",
+        args,
+        "patches16_baselines",
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ fewer res blocks / levels, narrower channels, channels-last memory format and ``
 Usage: python benchmarks/patches16_profile.py [--threads 1] [--steps 30] [--batch 64] [--no-compile]
 Prints a table and writes benchmarks/results/patches16_profile.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,19 @@ CANDIDATES = [
     ("preset, torch.compile", {}, "contiguous", True),
     ("no attn at 8x8 (mid attn only)", dict(attn_resolutions=()), "contiguous", False),
     ("no attn, 1 res block", dict(attn_resolutions=(), num_res_blocks=1), "contiguous", False),
-    ("no attn, 1 res block, mult (1,2)", dict(attn_resolutions=(), num_res_blocks=1, ch_mult=(1, 2)), "contiguous", False),
+    (
+        "no attn, 1 res block, mult (1,2)",
+        dict(attn_resolutions=(), num_res_blocks=1, ch_mult=(1, 2)),
+        "contiguous",
+        False,
+    ),
     ("ch 24, no attn, 1 res block", dict(ch=24, attn_resolutions=(), num_res_blocks=1), "contiguous", False),
-    ("ch 48, no attn, 1 res block, mult (1,2)", dict(ch=48, attn_resolutions=(), num_res_blocks=1, ch_mult=(1, 2)), "contiguous", False),
+    (
+        "ch 48, no attn, 1 res block, mult (1,2)",
+        dict(ch=48, attn_resolutions=(), num_res_blocks=1, ch_mult=(1, 2)),
+        "contiguous",
+        False,
+    ),
     ("no attn, 1 res block, torch.compile", dict(attn_resolutions=(), num_res_blocks=1), "contiguous", True),
 ]
 
@@ -45,6 +56,7 @@ def build(overrides: dict, memory_format: str, compile_: bool):
         if compile_:
             net = torch.compile(net)
         return net
+
     return make
 
 
@@ -58,7 +70,9 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, {args.steps} timed steps after warm-up")
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, {args.steps} timed steps after warm-up"
+    )
     for name, overrides, fmt, comp in CANDIDATES:
         if comp and args.no_compile:
             continue
@@ -66,17 +80,32 @@ def main():
             r = measure(build(overrides, fmt, comp), SHAPE, args.batch, args.steps, warmup=3 if comp else 2)
         except Exception as e:  # e.g. torch.compile without a working C++ compiler: record it, keep going
             r = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"}
-        row = {"candidate": name, "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
-               "memory_format": fmt, "compile": comp, **r}
+        row = {
+            "candidate": name,
+            "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
+            "memory_format": fmt,
+            "compile": comp,
+            **r,
+        }
         rows.append(row)
         if "error" in r:
             print(f"{name:42s} failed: {r['error']}", flush=True)
         else:
-            print(f"{name:42s} {r['params']:>10,d} {r['s_per_step']:>8.4f} s/step {r['images_per_s']:>8.1f} images/s", flush=True)
-    save("patches16_profile", {
-        "what": "one training step of candidate patches16 networks (CPU): importance-sampled λ, ε-loss, backward, clip, AdamW, EMA",
-        "threads": args.threads, "batch": args.batch, "steps": args.steps, "rows": rows,
-    }, args.out)
+            print(
+                f"{name:42s} {r['params']:>10,d} {r['s_per_step']:>8.4f} s/step {r['images_per_s']:>8.1f} images/s",
+                flush=True,
+            )
+    save(
+        "patches16_profile",
+        {
+            "what": "one training step of candidate patches16 networks (CPU): importance-sampled λ, ε-loss, backward, clip, AdamW, EMA",
+            "threads": args.threads,
+            "batch": args.batch,
+            "steps": args.steps,
+            "rows": rows,
+        },
+        args.out,
+    )
 
 
 if __name__ == "__main__":

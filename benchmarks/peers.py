@@ -19,6 +19,7 @@ its ``sampling.py`` file is loaded on its own with ``utils.append_dims`` (the on
 
 Run: .venv/bin/python benchmarks/peers.py [--quick]; prints the table and writes benchmarks/results/peers.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,6 +44,7 @@ def k_diffusion_sampling():
     """k-diffusion's sampling module, or None when k-diffusion is not installed."""
     try:
         import k_diffusion.sampling as ks
+
         return ks
     except ImportError:
         spec = importlib.util.find_spec("k_diffusion")
@@ -65,6 +67,7 @@ def k_diffusion_sampling():
 def flow_matching_solver():
     try:
         from flow_matching.solver import ODESolver
+
         return ODESolver
     except ImportError:
         return None
@@ -85,9 +88,17 @@ def oracle(sch, D=64, n=256, seed=0, data=False):
 
 
 def row(system, schedule, div, setting, nfe, lp, exact, secs):
-    e = (lp.double() - exact.double())
-    return {"system": system, "schedule": schedule, "divergence": div, "setting": setting, "nfe": int(nfe),
-            "mean_abs_err": e.abs().mean().item(), "mean_err": e.mean().item(), "seconds": secs}
+    e = lp.double() - exact.double()
+    return {
+        "system": system,
+        "schedule": schedule,
+        "divergence": div,
+        "setting": setting,
+        "nfe": int(nfe),
+        "mean_abs_err": e.abs().mean().item(),
+        "mean_err": e.mean().item(),
+        "seconds": secs,
+    }
 
 
 def run_diffdensity(name, m, x, exact, quick, density="lambda_max"):
@@ -96,16 +107,37 @@ def run_diffdensity(name, m, x, exact, quick, density="lambda_max"):
         for control in ("example", "batch"):
             for tol in TOLS:
                 t0 = time.perf_counter()
-                lp, nfe = dd.log_prob(m, x, divergence=div, rtol=tol, atol=tol, return_nfe=True, control=control,
-                                      generator=torch.Generator().manual_seed(2), progress=False, density=density)
-                rows.append(row(f"diffdensity ({control})", name, div, f"dopri5 {tol:g}", nfe, lp, exact,
-                                time.perf_counter() - t0))
+                lp, nfe = dd.log_prob(
+                    m,
+                    x,
+                    divergence=div,
+                    rtol=tol,
+                    atol=tol,
+                    return_nfe=True,
+                    control=control,
+                    generator=torch.Generator().manual_seed(2),
+                    progress=False,
+                    density=density,
+                )
+                rows.append(
+                    row(
+                        f"diffdensity ({control})",
+                        name,
+                        div,
+                        f"dopri5 {tol:g}",
+                        nfe,
+                        lp,
+                        exact,
+                        time.perf_counter() - t0,
+                    )
+                )
                 print(rows[-1], flush=True)
     if not quick:
         for steps in EULER:
             t0 = time.perf_counter()
-            lp, nfe = dd.log_prob(m, x, divergence="exact", solver="euler", steps=steps, return_nfe=True,
-                                  progress=False, density=density)
+            lp, nfe = dd.log_prob(
+                m, x, divergence="exact", solver="euler", steps=steps, return_nfe=True, progress=False, density=density
+            )
             rows.append(row("diffdensity", name, "exact", f"euler {steps}", nfe, lp, exact, time.perf_counter() - t0))
             print(rows[-1], flush=True)
     return rows
@@ -120,21 +152,23 @@ def run_k_diffusion(ks, m, x, exact):
         lam = sch.time_to_lam(sigma.to(torch.float64)).clamp(sch.lambda_min, sch.lambda_max).to(xx.dtype)
         return xx + sigma.reshape(-1, 1) ** 2 * m.score(xx, lam)
 
-    smin, smax = (float(sch.lam_to_time(torch.tensor(v, dtype=torch.float64))) for v in (sch.lambda_max, sch.lambda_min))
+    smin, smax = (
+        float(sch.lam_to_time(torch.tensor(v, dtype=torch.float64))) for v in (sch.lambda_max, sch.lambda_min)
+    )
     rows = []
     for tol in TOLS:
         calls[0] = 0
         torch.manual_seed(2)
         t0 = time.perf_counter()
         lp, _ = ks.log_likelihood(denoiser, x, smin, smax, atol=tol, rtol=tol)
-        rows.append(row("k-diffusion", "VE", "hutchinson", f"dopri5 {tol:g}", calls[0], lp, exact,
-                        time.perf_counter() - t0))
+        rows.append(
+            row("k-diffusion", "VE", "hutchinson", f"dopri5 {tol:g}", calls[0], lp, exact, time.perf_counter() - t0)
+        )
         print(rows[-1], flush=True)
     return rows
 
 
 def run_flow_matching(ODESolver, m, x, exact, quick, name="FlowMatching"):
-    sch = m.schedule
     calls = [0]
     wide = m.mixture.diffused(dd.FlowMatching(-80.0, 80.0))  # the same process on all of t ∈ [1e-17, 1 − 1e-17]
 
@@ -160,19 +194,30 @@ def run_flow_matching(ODESolver, m, x, exact, quick, name="FlowMatching"):
             calls[0] = 0
             torch.manual_seed(2)
             t0 = time.perf_counter()
-            _, lp = solver.compute_likelihood(x, log_p0, step_size=None, method="dopri5", atol=tol, rtol=tol,
-                                              time_grid=grid, exact_divergence=exact_div)
-            rows.append(row("flow_matching", name, div, f"dopri5 {tol:g}", calls[0], lp, exact,
-                            time.perf_counter() - t0))
+            _, lp = solver.compute_likelihood(
+                x,
+                log_p0,
+                step_size=None,
+                method="dopri5",
+                atol=tol,
+                rtol=tol,
+                time_grid=grid,
+                exact_divergence=exact_div,
+            )
+            rows.append(
+                row("flow_matching", name, div, f"dopri5 {tol:g}", calls[0], lp, exact, time.perf_counter() - t0)
+            )
             print(rows[-1], flush=True)
     if not quick:
         for steps in EULER:
             calls[0] = 0
             t0 = time.perf_counter()
-            _, lp = solver.compute_likelihood(x, log_p0, step_size=1.0 / steps, method="euler", time_grid=grid,
-                                              exact_divergence=True)
-            rows.append(row("flow_matching", name, "exact", f"euler {steps}", calls[0], lp, exact,
-                            time.perf_counter() - t0))
+            _, lp = solver.compute_likelihood(
+                x, log_p0, step_size=1.0 / steps, method="euler", time_grid=grid, exact_divergence=True
+            )
+            rows.append(
+                row("flow_matching", name, "exact", f"euler {steps}", calls[0], lp, exact, time.perf_counter() - t0)
+            )
             print(rows[-1], flush=True)
     return rows
 

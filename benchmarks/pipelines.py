@@ -10,6 +10,7 @@ Run: python benchmarks/pipelines.py --pipeline stabilityai/stable-diffusion-2-1-
          --autocast fp16 --prompt "a lighthouse" --guidance-scale 5 --n 4 --steps 50
 Prints a table and writes benchmarks/results/latest/pipelines.json (results/ with DIFFDENSITY_BENCH_RECORD=1).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,12 @@ def timed(name, device, fn) -> dict:
         return {"run": name, "error": str(e).splitlines()[0][:120]}
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    row = {"run": name, "seconds": time.perf_counter() - t0, "nfe": smp.nfe,
-           "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None}
+    row = {
+        "run": name,
+        "seconds": time.perf_counter() - t0,
+        "nfe": smp.nfe,
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None,
+    }
     if smp.logp is not None:
         row.update(logp_mean=float(smp.logp.mean()), logp_min=float(smp.logp.min()), logp_max=float(smp.logp.max()))
     return row
@@ -48,13 +53,26 @@ def timed(name, device, fn) -> dict:
 def runs(model, x_T, args) -> list[dict]:
     """The q sweep of density guidance, high-density sampling and the tracked SDE on the same latents."""
     g = lambda: torch.Generator(device="cpu").manual_seed(args.seed)  # noqa: E731
-    rows = [timed(f"density q={q:g}", args.device, lambda q=q: dd.sample_density_guided(
-        model, x_T, q, steps=args.steps, track_logp=True, divergence="hutchinson", generator=g()))
-        for q in args.qs]
-    rows.append(timed(f"high density thr={args.threshold:g}", args.device,
-                      lambda: dd.sample_hd(model, x_T, args.threshold, steps=args.steps, generator=g())))
-    rows.append(timed("sde tracked", args.device,
-                      lambda: dd.sample_sde(model, x_T, steps=args.sde_steps, generator=g())))
+    rows = [
+        timed(
+            f"density q={q:g}",
+            args.device,
+            lambda q=q: dd.sample_density_guided(
+                model, x_T, q, steps=args.steps, track_logp=True, divergence="hutchinson", generator=g()
+            ),
+        )
+        for q in args.qs
+    ]
+    rows.append(
+        timed(
+            f"high density thr={args.threshold:g}",
+            args.device,
+            lambda: dd.sample_hd(model, x_T, args.threshold, steps=args.steps, generator=g()),
+        )
+    )
+    rows.append(
+        timed("sde tracked", args.device, lambda: dd.sample_sde(model, x_T, steps=args.sde_steps, generator=g()))
+    )
     return rows
 
 
@@ -65,10 +83,18 @@ def main():
     ap.add_argument("--guidance-scale", type=float, default=5.0, help="as in diffusers")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--autocast", choices=["no", "fp16", "bf16"], default="no")
-    ap.add_argument("--torch-dtype", choices=["float32", "float16", "bfloat16"], default="float32",
-                    help="dtype the pipeline's weights are loaded in")
-    ap.add_argument("--attention", choices=["classic", "fused"], default="fused",
-                    help="fused: the pipeline's own attention (fast; no JVPs needed here)")
+    ap.add_argument(
+        "--torch-dtype",
+        choices=["float32", "float16", "bfloat16"],
+        default="float32",
+        help="dtype the pipeline's weights are loaded in",
+    )
+    ap.add_argument(
+        "--attention",
+        choices=["classic", "fused"],
+        default="fused",
+        help="fused: the pipeline's own attention (fast; no JVPs needed here)",
+    )
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--sde-steps", type=int, default=200)
@@ -90,15 +116,29 @@ def main():
     load = {"torch_dtype": getattr(torch, args.torch_dtype)}
     if args.local_files_only:
         load["local_files_only"] = True
-    model = dd.from_diffusers(source, prompt=args.prompt, guidance_scale=args.guidance_scale, device=args.device,
-                              autocast=None if args.autocast == "no" else args.autocast, attention=args.attention,
-                              **load)
-    x_T = model.schedule.sample_prior((args.n, *model.latent_shape), generator=torch.Generator().manual_seed(0),
-                                      device=args.device)  # float32 state whatever the weights' dtype
+    model = dd.from_diffusers(
+        source,
+        prompt=args.prompt,
+        guidance_scale=args.guidance_scale,
+        device=args.device,
+        autocast=None if args.autocast == "no" else args.autocast,
+        attention=args.attention,
+        **load,
+    )
+    x_T = model.schedule.sample_prior(
+        (args.n, *model.latent_shape), generator=torch.Generator().manual_seed(0), device=args.device
+    )  # float32 state whatever the weights' dtype
     rows = runs(model, x_T, args)
     print(table(rows, ["run", "seconds", "nfe", "peak_gib", "logp_mean", "logp_min", "logp_max", "error"]))
-    save("pipelines", {"pipeline": args.pipeline or "tiny random (smoke run)", "measured_on_gpu":
-                       args.device.startswith("cuda"), "args": {k: v for k, v in vars(args).items()}, "rows": rows})
+    save(
+        "pipelines",
+        {
+            "pipeline": args.pipeline or "tiny random (smoke run)",
+            "measured_on_gpu": args.device.startswith("cuda"),
+            "args": {k: v for k, v in vars(args).items()},
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ time per solve, each as a ratio to the previous default measured side by side in
 Run: .venv/bin/python benchmarks/precision.py [--quick] [--only oracle64,oracle768,digits8,patches16]
 Prints a table and writes benchmarks/results/precision.json (results/latest/ unless DIFFDENSITY_BENCH_RECORD=1).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,11 @@ def measure(model, x, exact, seeds: int, kw: dict) -> dict:
         lps.append(out[0] if isinstance(out, tuple) else out)
         ses.append(out[1] if isinstance(out, tuple) else None)
     lp = torch.stack(lps)
-    row = {"std": float(lp.std(0).median()), "calls": c.calls / (seeds * x.shape[0]),
-           "seconds": (time.perf_counter() - t0) / seeds}
+    row = {
+        "std": float(lp.std(0).median()),
+        "calls": c.calls / (seeds * x.shape[0]),
+        "seconds": (time.perf_counter() - t0) / seeds,
+    }
     if ses[0] is not None:
         se = float(torch.stack(ses).median())
         row.update(stderr=se, calibration=row["std"] / se)
@@ -86,21 +90,43 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     seeds = args.seeds or (4 if args.quick else 8)
-    cases = {"oracle64": lambda: oracle(64, 16 if args.quick else 32),
-             "oracle768": lambda: oracle(768, 8 if args.quick else 16),
-             "digits8": lambda: image_model("digits8", 16 if args.quick else 64),
-             "patches16": lambda: image_model("patches16", 8 if args.quick else 32)}
+    cases = {
+        "oracle64": lambda: oracle(64, 16 if args.quick else 32),
+        "oracle768": lambda: oracle(768, 8 if args.quick else 16),
+        "digits8": lambda: image_model("digits8", 16 if args.quick else 64),
+        "patches16": lambda: image_model("patches16", 8 if args.quick else 32),
+    }
     rows = []
     for name in args.only.split(","):
         model, x, exact = cases[name]()
         old = measure(model, x, exact, seeds, OLD)
         new = measure(model, x, exact, seeds, {})
         for label, r in (("previous default (held probe)", old), ("default (quadrature)", new)):
-            rows.append({"case": name, "D": x[0].numel(), "scheme": label, **r,
-                         "cost_ratio": r["calls"] / old["calls"], "wall_ratio": r["seconds"] / old["seconds"]})
+            rows.append(
+                {
+                    "case": name,
+                    "D": x[0].numel(),
+                    "scheme": label,
+                    **r,
+                    "cost_ratio": r["calls"] / old["calls"],
+                    "wall_ratio": r["seconds"] / old["seconds"],
+                }
+            )
             print(rows[-1], flush=True)
-    cols = ["case", "D", "scheme", "std", "stderr", "calibration", "mean_err", "mc", "calls", "cost_ratio", "seconds",
-            "wall_ratio"]
+    cols = [
+        "case",
+        "D",
+        "scheme",
+        "std",
+        "stderr",
+        "calibration",
+        "mean_err",
+        "mc",
+        "calls",
+        "cost_ratio",
+        "seconds",
+        "wall_ratio",
+    ]
     print(table(rows, cols))
     save("precision", {"what": __doc__.split("\n\n")[0], "seeds": seeds, "rows": rows})
 

@@ -1,5 +1,6 @@
 """Run every benchmark script in this folder (`make bench`); each prints its table and writes JSON to
 results/latest/ (results/ itself with DIFFDENSITY_BENCH_RECORD=1, `make bench-record`)."""
+
 import subprocess
 import sys
 from pathlib import Path

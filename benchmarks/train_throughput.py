@@ -3,6 +3,7 @@
 Usage: python benchmarks/train_throughput.py [--threads 1] [--steps 10] [--quick]
 Prints a table and writes benchmarks/results/train_throughput.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,14 +16,15 @@ import torch
 
 from diffdensity.models import NetworkModel
 from diffdensity.nets import MLP, unet_preset
-from diffdensity.schedules import VP
 from diffdensity.objectives.common import low_discrepancy
 from diffdensity.objectives.denoising import denoising_loss
 from diffdensity.objectives.importance import ImportanceSampler
+from diffdensity.schedules import VP
 from diffdensity.training import EMA
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import save  # noqa: E402
+
 
 def _shipped_net(name):
     import json
@@ -72,7 +74,12 @@ def measure(build, shape, batch, steps, warmup=2):
     for _ in range(steps):
         step()
     dt = (time.perf_counter() - t0) / steps
-    return {"params": sum(p.numel() for p in net.parameters()), "batch": batch, "s_per_step": dt, "images_per_s": batch / dt}
+    return {
+        "params": sum(p.numel() for p in net.parameters()),
+        "batch": batch,
+        "s_per_step": dt,
+        "images_per_s": batch / dt,
+    }
 
 
 def main():
@@ -92,12 +99,19 @@ def main():
         steps = max(2, args.steps // 4) if "cifar10" in name else args.steps
         r = {"preset": name, "shape": list(shape), **measure(build, shape, batch, steps)}
         rows.append(r)
-        print(f"{name:42s} {r['params']:>10,d} {r['batch']:>6d} {r['s_per_step']:>9.4f} {r['images_per_s']:>10.1f}", flush=True)
-    save("train_throughput", {
-        "what": "one training step: importance-sampled λ, ε-loss, backward, clip, AdamW, EMA (CPU)",
-        "threads": args.threads,
-        "rows": rows,
-    }, args.out)
+        print(
+            f"{name:42s} {r['params']:>10,d} {r['batch']:>6d} {r['s_per_step']:>9.4f} {r['images_per_s']:>10.1f}",
+            flush=True,
+        )
+    save(
+        "train_throughput",
+        {
+            "what": "one training step: importance-sampled λ, ε-loss, backward, clip, AdamW, EMA (CPU)",
+            "threads": args.threads,
+            "rows": rows,
+        },
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ it comes from the library's one tracking rule (math.md §2.4), and we check it a
 
     python examples/custom_sampler.py --quick
 """
+
 import argparse
 import time
 
@@ -30,18 +31,29 @@ class ChurnSDE(Dynamics):
     def drift(self, ev: Eval) -> torch.Tensor:  # reads the evaluation record: ev.lam, ev.x, ev.s
         lam = torch.as_tensor(ev.lam, dtype=ev.x.dtype)
         f, g2 = self.schedule.f(lam), self.schedule.g2(lam)
-        return f * ev.x + 0.5 * (1 + self.c ** 2) * g2 * ev.s
+        return f * ev.x + 0.5 * (1 + self.c**2) * g2 * ev.s
 
     def noise(self, lam, x):  # G = c √g2 I
-        return IsotropicNoise(self.c ** 2 * self.schedule.g2(torch.as_tensor(lam, dtype=x.dtype)))
+        return IsotropicNoise(self.c**2 * self.schedule.g2(torch.as_tensor(lam, dtype=x.dtype)))
 
 
 def sample_churn(model, x_T, steps=64, generator=None, *, c=0.5, track_logp=True, callback=None, progress=None):
     """Noise to data along the churn SDE, log p tracked from the prior by the §2.4 rule (exact Δ log p)."""
     sch = model.schedule
-    return integrate_sde(model, ChurnSDE(sch, c), x_T, sch.lambda_min, sch.lambda_max, track=track_logp,
-                         logp0=sch.prior_log_prob(x_T) if track_logp else None, steps=steps,
-                         divergence="exact", generator=generator, callback=callback, progress=progress)
+    return integrate_sde(
+        model,
+        ChurnSDE(sch, c),
+        x_T,
+        sch.lambda_min,
+        sch.lambda_max,
+        track=track_logp,
+        logp0=sch.prior_log_prob(x_T) if track_logp else None,
+        steps=steps,
+        divergence="exact",
+        generator=generator,
+        callback=callback,
+        progress=progress,
+    )
 
 
 SAMPLERS.register("churn", sample_churn, default_steps=64, model="score", options=("c", "track_logp"))
@@ -63,8 +75,10 @@ def main():
     for c in (0.0, 0.5, 1.0):
         out = sample(model, x_T, "churn", steps=steps, generator=g, c=c)  # any registered sampler, by name
         err = out.logp - model.log_prob(out.x, model.schedule.lambda_max)
-        print(f"churn c={c:.1f}: {steps} steps, NFE {out.nfe}, tracked - exact log p: "
-              f"mean {err.mean().item():+.3f}, MAE {err.abs().mean().item():.3f} nats")
+        print(
+            f"churn c={c:.1f}: {steps} steps, NFE {out.nfe}, tracked - exact log p: "
+            f"mean {err.mean().item():+.3f}, MAE {err.abs().mean().item():.3f} nats"
+        )
     ref = dd.sample_sde(model, x_T, steps=steps, generator=torch.Generator().manual_seed(1))  # corrected tracker
     err = ref.logp - model.log_prob(ref.x, model.schedule.lambda_max)
     print(f"dd.sample_sde (c=1, corrected tracker): MAE {err.abs().mean().item():.3f} nats")

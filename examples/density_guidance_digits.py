@@ -4,6 +4,7 @@ only rescales the latent, moves log p far less. An infeasible q is refused with 
 
     python examples/density_guidance_digits.py --quick
 """
+
 import argparse
 import time
 
@@ -23,8 +24,14 @@ def main():
     for q in (0.4, 0.5, 0.6):
         for name, sampler in (("density", dd.sample_density_guided), ("prior", dd.sample_prior_guided)):
             out = sampler(m, x_T, q, steps=steps)
-            lp = dd.log_prob(m, out.x, solver="heun", steps=12 if args.quick else 128, n_probes=2,
-                             generator=torch.Generator().manual_seed(1))  # the same encoder for every sampler
+            lp = dd.log_prob(
+                m,
+                out.x,
+                solver="heun",
+                steps=12 if args.quick else 128,
+                n_probes=2,
+                generator=torch.Generator().manual_seed(1),
+            )  # the same encoder for every sampler
             print(f"q = {q:.1f}  {name:7s} guidance: mean log p {lp.mean():6.1f} nats (NFE {out.nfe})")
     try:
         dd.sample_density_guided(m, x_T, 0.9, steps=steps, search=False)

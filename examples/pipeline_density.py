@@ -8,6 +8,7 @@ Stable-Diffusion-style pipeline (its images are noise; the numbers show the mach
     python examples/pipeline_density.py --quick
     python examples/pipeline_density.py --pipeline stabilityai/stable-diffusion-2-1-base --device cuda --steps 50
 """
+
 import argparse
 import tempfile
 import time
@@ -39,26 +40,46 @@ def main():
     # --8<-- [start:five-lines]
     model = dd.from_diffusers(folder, prompt=args.prompt, guidance_scale=args.guidance_scale, device=args.device)
     x_T = guided_latents(model, args.n, generator=torch.Generator().manual_seed(0), device=args.device)
-    runs = {q: dd.sample_density_guided(model, x_T, q, steps, track_logp=True, divergence="hutchinson")
-            for q in (0.3, 0.5, 0.7)}
+    runs = {
+        q: dd.sample_density_guided(model, x_T, q, steps, track_logp=True, divergence="hutchinson")
+        for q in (0.3, 0.5, 0.7)
+    }
     images = {q: model.decode(r.x) for q, r in runs.items()}  # uint8 (n, 3, H, W)
     # --8<-- [end:five-lines]
     for q, r in runs.items():
-        print(f"q={q}: images {tuple(images[q].shape)}, log p of the latents (nats): "
-              f"{[round(v, 1) for v in r.logp.tolist()]}")
+        print(
+            f"q={q}: images {tuple(images[q].shape)}, log p of the latents (nats): "
+            f"{[round(v, 1) for v in r.logp.tolist()]}"
+        )
     print(f"({time.time() - t0:.1f}s)")
 
     # the same inside the pipeline's own __call__: density guidance, and SDE sampling with log p tracked
     pipe = model.pipeline  # the diffusers pipeline the model was made from
     pipe.scheduler = DensityGuidanceScheduler.from_config(pipe.scheduler.config, q=0.7)
-    lat = pipe(args.prompt, num_inference_steps=steps, guidance_scale=args.guidance_scale, latents=x_T[:1].clone(),
-               output_type="latent", height=images[0.7].shape[-1], width=images[0.7].shape[-1]).images
-    print(f"DensityGuidanceScheduler in the pipeline vs dd.sample_density_guided: max |Δx| = "
-          f"{(lat - dd.sample_density_guided(model, x_T[:1], 0.7, steps=steps).x).abs().max():.2e}")
+    lat = pipe(
+        args.prompt,
+        num_inference_steps=steps,
+        guidance_scale=args.guidance_scale,
+        latents=x_T[:1].clone(),
+        output_type="latent",
+        height=images[0.7].shape[-1],
+        width=images[0.7].shape[-1],
+    ).images
+    print(
+        f"DensityGuidanceScheduler in the pipeline vs dd.sample_density_guided: max |Δx| = "
+        f"{(lat - dd.sample_density_guided(model, x_T[:1], 0.7, steps=steps).x).abs().max():.2e}"
+    )
     pipe.scheduler = TrackedSDEScheduler.from_config(pipe.scheduler.config)
-    pipe(args.prompt, num_inference_steps=steps, guidance_scale=args.guidance_scale, latents=x_T[:1].clone(),
-         generator=torch.Generator().manual_seed(1), output_type="latent", height=images[0.7].shape[-1],
-         width=images[0.7].shape[-1])
+    pipe(
+        args.prompt,
+        num_inference_steps=steps,
+        guidance_scale=args.guidance_scale,
+        latents=x_T[:1].clone(),
+        generator=torch.Generator().manual_seed(1),
+        output_type="latent",
+        height=images[0.7].shape[-1],
+        width=images[0.7].shape[-1],
+    )
     print(f"TrackedSDEScheduler: log p of the latent read back after the call: {pipe.scheduler.logp.tolist()}")
 
 

@@ -6,6 +6,7 @@ digits8 model with its log-density.
 
     python examples/sde_tracking.py --quick
 """
+
 import argparse
 import time
 
@@ -27,14 +28,18 @@ def main():
     for tracker in ("corrected", "em"):
         s = dd.sample_sde(model, x_T, steps=steps, tracker=tracker, generator=torch.Generator().manual_seed(2))
         err = s.logp - model.log_prob(s.x, model.schedule.lambda_max)
-        print(f"tracker={tracker:9s} D={dim} {steps} steps, NFE {s.nfe}: tracked - exact log p "
-              f"mean {err.mean():+.3f}, MAE {err.abs().mean():.3f} nats")
+        print(
+            f"tracker={tracker:9s} D={dim} {steps} steps, NFE {s.nfe}: tracked - exact log p "
+            f"mean {err.mean():+.3f}, MAE {err.abs().mean():.3f} nats"
+        )
 
     m = dd.load("digits8")
     x_T = m.schedule.sample_prior((8, 1, 8, 8), generator=torch.Generator().manual_seed(0))
     s = dd.sample_sde(m, x_T, steps=64 if args.quick else 1024, generator=torch.Generator().manual_seed(0))
-    print(f"digits8: {len(s.x)} samples, NFE {s.nfe}, tracked log p (nats): "
-          f"{', '.join(f'{v:.1f}' for v in s.logp.tolist())}  ({time.perf_counter() - t0:.1f} s)")
+    print(
+        f"digits8: {len(s.x)} samples, NFE {s.nfe}, tracked log p (nats): "
+        f"{', '.join(f'{v:.1f}' for v in s.logp.tolist())}  ({time.perf_counter() - t0:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,36 +1,51 @@
 """Adapters: diffusers models (tiny random networks saved to tmp folders, no downloads), EDM denoisers, guidance."""
+
 import math
 import sys
 import warnings
 
 import pytest
 import torch
+from conftest import make_mixture
 
 import diffdensity as dd
 from diffdensity.adapters import lambda_table, timestep_from_lambda, warn_if_guided
 from diffdensity.models import CountingModel
 
-from conftest import make_mixture
-
 diffusers = pytest.importorskip("diffusers")  # installed by the test extra; the ImportError message is tested below
-from diffusers import (DDPMScheduler, FlowMatchEulerDiscreteScheduler, UNet2DConditionModel,  # noqa: E402
-                       UNet2DModel)
+from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler, UNet2DConditionModel, UNet2DModel  # noqa: E402
 
 
 def tiny_unet(attn=True, **kw):
     torch.manual_seed(0)
-    return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
-                       down_block_types=("DownBlock2D", "AttnDownBlock2D" if attn else "DownBlock2D"),
-                       up_block_types=("AttnUpBlock2D" if attn else "UpBlock2D", "UpBlock2D"), norm_num_groups=4,
-                       attention_head_dim=4, **kw)
+    return UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D" if attn else "DownBlock2D"),
+        up_block_types=("AttnUpBlock2D" if attn else "UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        attention_head_dim=4,
+        **kw,
+    )
 
 
 def tiny_cond_unet():
     torch.manual_seed(0)
-    return UNet2DConditionModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
-                                block_out_channels=(8, 16), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=8,
-                                norm_num_groups=4, attention_head_dim=2)
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=8,
+        norm_num_groups=4,
+        attention_head_dim=2,
+    )
 
 
 def save_pipeline(tmp_path, net, scheduler):
@@ -52,7 +67,9 @@ def test_diffusers_score_is_the_hand_derived_conversion(tmp_path, pred):
     net = m.net
     lam_k = torch.log(sch.alphas_cumprod.double()) - torch.log1p(-sch.alphas_cumprod.double())
     assert isinstance(m.schedule, dd.VP) and m.parametrization == {"epsilon": "eps", "v_prediction": "v"}[pred]
-    assert m.schedule.lambda_min == pytest.approx(float(lam_k[-1])) and m.schedule.lambda_max == pytest.approx(float(lam_k[0]))
+    assert m.schedule.lambda_min == pytest.approx(float(lam_k[-1])) and m.schedule.lambda_max == pytest.approx(
+        float(lam_k[0])
+    )
     x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     for t in (123.4, 517.0 + 1 / 3, 998.75, 0.25):
         k, f = int(t), t - int(t)
@@ -186,11 +203,13 @@ def test_text_conditional_unet_gets_encoder_hidden_states(tmp_path):
 # ------------------------------------------------------------------------------------------------ exact oracles
 def oracle_eps_net(m, table):
     """The oracle's exact ε̂ as a discrete-time network eps(x, timestep): λ(t) by interpolating the table."""
+
     def net(x, t):
         k = t.double().floor().long().clamp(0, table.numel() - 2)
         lam = table[k] + (t.double() - k) * (table[k + 1] - table[k])
         s = torch.sigmoid(-lam).sqrt()[:, None]
         return -s * m.score(x, lam)
+
     return net
 
 
@@ -234,7 +253,9 @@ def test_from_denoiser_reproduces_exact_log_p_and_vp_glue_does_not():
     glue = dd.NetworkModel(lambda x, lam: denoiser(x, vp.alpha_sigma(lam)[1]), vp, "x0")  # fed α x0 + σ ε
     m_vp = gm.diffused(vp)
     x_vp = m_vp.sample(6, vp.lambda_max, generator=torch.Generator().manual_seed(7))
-    wrong = dd.log_prob(glue, x_vp, divergence="exact", solver="dopri5", prior=lambda z: m_vp.log_prob(z, vp.lambda_min))
+    wrong = dd.log_prob(
+        glue, x_vp, divergence="exact", solver="dopri5", prior=lambda z: m_vp.log_prob(z, vp.lambda_min)
+    )
     assert (wrong - m_vp.log_prob(x_vp, vp.lambda_max)).abs().mean() > 0.25  # measured 0.43: the mistake ruled out
     with pytest.raises(ValueError, match="sigma_min"):
         dd.from_denoiser(denoiser, 80.0, 0.002)
@@ -282,16 +303,28 @@ def test_flow_transformer_takes_the_timestep_by_name_and_its_condition_dict():
     from diffusers import SD3Transformer2DModel
 
     torch.manual_seed(0)
-    net = SD3Transformer2DModel(sample_size=8, patch_size=2, in_channels=4, num_layers=1, attention_head_dim=8,
-                                num_attention_heads=2, joint_attention_dim=16, caption_projection_dim=16,
-                                pooled_projection_dim=8, out_channels=4)
+    net = SD3Transformer2DModel(
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        caption_projection_dim=16,
+        pooled_projection_dim=8,
+        out_channels=4,
+    )
     cond = {"encoder_hidden_states": torch.randn(1, 5, 16), "pooled_projections": torch.randn(1, 8)}
     m = dd.from_diffusers(net, FlowMatchEulerDiscreteScheduler(shift=3.0), condition=cond)
     x = torch.randn(2, 4, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
     lam = 0.7
     sigma = 1 / (1 + math.exp(lam / 2))
-    u = net(x.float(), encoder_hidden_states=cond["encoder_hidden_states"].expand(2, -1, -1),
-            pooled_projections=cond["pooled_projections"].expand(2, -1),
-            timestep=torch.full((2,), 1000 * sigma)).sample.double()
+    u = net(
+        x.float(),
+        encoder_hidden_states=cond["encoder_hidden_states"].expand(2, -1, -1),
+        pooled_projections=cond["pooled_projections"].expand(2, -1),
+        timestep=torch.full((2,), 1000 * sigma),
+    ).sample.double()
     ref = -(x + (1 - sigma) * u) / sigma
     assert (m.score(x, lam) - ref).abs().max() <= 1e-5 * ref.abs().max()

@@ -1,4 +1,5 @@
 """Pipelines as models: tiny random SD (ε, v) and SD3 (flow) pipelines built in the test, no downloads."""
+
 import shutil
 
 import pytest
@@ -32,10 +33,18 @@ def first_step(pipe, gs, prompt="a cat"):
     def spy(out, t, x, *a, **k):
         seen.append((out.clone(), t, x.clone()))
         return step(out, t, x, *a, **k)
+
     pipe.scheduler.step = spy
     try:
-        pipe(prompt, num_inference_steps=2, guidance_scale=gs, output_type="latent", height=16, width=16,
-             generator=torch.Generator().manual_seed(0))
+        pipe(
+            prompt,
+            num_inference_steps=2,
+            guidance_scale=gs,
+            output_type="latent",
+            height=16,
+            width=16,
+            generator=torch.Generator().manual_seed(0),
+        )
     finally:
         del pipe.scheduler.step
     return seen[1]  # the second: a flow pipeline starts at σ = 1 (λ = −∞), outside every trained range
@@ -50,8 +59,13 @@ def test_guidance_scale_is_the_pipelines_own_field(pipes, kind):
     want = m.score_from_output(out, x, lam)
     got = m.score(x, lam)
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
-    trap = dd.from_diffusers(pipe.unet if kind != "sd3" else pipe.transformer, pipe.scheduler,
-                             condition=m.condition, uncondition=m.uncondition, guidance_scale=7.5)  # library w = 7.5
+    trap = dd.from_diffusers(
+        pipe.unet if kind != "sd3" else pipe.transformer,
+        pipe.scheduler,
+        condition=m.condition,
+        uncondition=m.uncondition,
+        guidance_scale=7.5,
+    )  # library w = 7.5
     assert not torch.allclose(trap.score(x, lam), want, rtol=1e-3)
     assert dd.adapters.library_w(7.5) == 6.5
 

@@ -1,4 +1,5 @@
 """The library's samplers as diffusers schedulers: inside the pipeline's own __call__ they match the library's."""
+
 import warnings
 
 import pytest
@@ -35,9 +36,16 @@ def run_pipe(pipe, scheduler, latents, seed=1):
     pipe.scheduler = scheduler
     scheduler.generator = torch.Generator().manual_seed(seed)  # for pipelines that pass none to step() (SD3)
     try:
-        return pipe(["a cat"] * latents.shape[0], num_inference_steps=STEPS, guidance_scale=3.0,
-                    latents=latents.clone(), generator=torch.Generator().manual_seed(seed), output_type="latent",
-                    height=16, width=16).images
+        return pipe(
+            ["a cat"] * latents.shape[0],
+            num_inference_steps=STEPS,
+            guidance_scale=3.0,
+            latents=latents.clone(),
+            generator=torch.Generator().manual_seed(seed),
+            output_type="latent",
+            height=16,
+            width=16,
+        ).images
     finally:
         pipe.scheduler = orig
 

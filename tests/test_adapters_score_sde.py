@@ -1,4 +1,5 @@
 """score_sde continuous-time VP networks: the closed-form time map and exact log p through the oracle."""
+
 import torch
 from conftest import make_mixture
 
@@ -21,6 +22,7 @@ def test_score_sde_network_reproduces_the_exact_log_p():
     def eps_net(x, label):  # the oracle's ε̂ told as score_sde tells its networks: 999·t
         lam = vp_lambda_from_time(label.double() / 999.0)
         return -torch.sigmoid(-lam).sqrt()[:, None] * oracle.score(x, lam)
+
     model = dd.from_score_sde(eps_net)
     lo, hi = model.schedule.lambda_min, model.schedule.lambda_max
     assert abs(lo - float(vp_lambda_from_time(1.0))) < 1e-12 and abs(hi - float(vp_lambda_from_time(1e-3))) < 1e-12

@@ -1,13 +1,13 @@
 """Score alignment (Eq 12, Eq 13) and the prior-guidance identity against the exact oracle (math.md §2.1, §2.2, §2.8)."""
+
 import pytest
 import torch
+from conftest import make_mixture
 
 import diffdensity as dd
 from diffdensity.alignment import alignment_fraction, prior_guidance_identity, score_alignment
 from diffdensity.dynamics import PFODE
 from diffdensity.integrate import integrate_ode
-
-from conftest import make_mixture
 
 VP = dd.VP()
 TIGHT = dict(solver="dopri5", rtol=1e-9, atol=1e-9)
@@ -61,8 +61,9 @@ def test_prior_guidance_identity_by_finite_differences():
 
 def test_gaussian_data_always_aligned():
     """For Gaussian data the flow is affine and isotropic, so SA > 0 for every latent (fraction 1)."""
-    m = dd.GaussianMixture(torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64),
-                           torch.tensor([0.3], dtype=torch.float64)).diffused(VP)
+    m = dd.GaussianMixture(
+        torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64), torch.tensor([0.3], dtype=torch.float64)
+    ).diffused(VP)
     xT = VP.sample_prior((32, 3), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     sa = score_alignment(m, xT, 2.0, steps=64)
     assert alignment_fraction(sa) == 1.0

@@ -1,5 +1,6 @@
 """The analyses of diffdensity.analysis on inputs whose answers are known: the exact mixture oracle (log p in closed
 form), hand-made images (compressed sizes), scipy's Gaussian filter, and a deliberately wrong score (§1.3 bias)."""
+
 import json
 import zlib
 
@@ -7,28 +8,50 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import make_mixture
 from scipy import ndimage, stats
 
 import diffdensity as dd
-from diffdensity.analysis import (blur_curve, compression_vs_logp, correlations, gaussian_blur, ode_vs_sde, png_size,
-                                  threshold_sweep, to_uint8_images, zlib_size)
-
-from conftest import make_mixture
+from diffdensity.analysis import (
+    blur_curve,
+    compression_vs_logp,
+    correlations,
+    gaussian_blur,
+    ode_vs_sde,
+    png_size,
+    threshold_sweep,
+    to_uint8_images,
+    zlib_size,
+)
 
 VP = dd.VP()
 
 
 def exact_kw(m):
     """Exact divergence, dopri5 and the exact prior: dd.log_prob then equals the oracle's log p to ~1e-4."""
-    return {"divergence": "exact", "solver": "dopri5", "rtol": 1e-7, "atol": 1e-7,
-            "prior": lambda z: m.log_prob(z, VP.lambda_min)}
+    return {
+        "divergence": "exact",
+        "solver": "dopri5",
+        "rtol": 1e-7,
+        "atol": 1e-7,
+        "prior": lambda z: m.log_prob(z, VP.lambda_min),
+    }
 
 
 def test_threshold_sweep_values_on_the_oracle(tmp_path):
     m = make_mixture(2, K=3, seed=1, std=0.4).diffused(VP)
     xT = VP.sample_prior((48, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    res = threshold_sweep(m, xT, (6, 2, 0), steps=64, solver="heun", log_prob_kw=exact_kw(m),
-                          generator=torch.Generator().manual_seed(1), out=tmp_path, progress=False)
+    res = threshold_sweep(
+        m,
+        xT,
+        (6, 2, 0),
+        steps=64,
+        solver="heun",
+        log_prob_kw=exact_kw(m),
+        generator=torch.Generator().manual_seed(1),
+        out=tmp_path,
+        progress=False,
+    )
     for t in (6, 2, 0):
         x = res["samples"][f"hd {t:g}"]
         exact = m.log_prob(x, VP.lambda_max)
@@ -65,8 +88,9 @@ def test_compression_vs_logp_on_the_oracle(tmp_path):
     Gaussian model centred on a flat image and raises the compressed size, so both correlations are strongly
     negative (sizes measured 98..140 PNG bytes); the log p values are the oracle's."""
     shape = (1, 8, 8)
-    m = dd.GaussianMixture(torch.zeros(1, *shape, dtype=torch.float64),
-                           torch.tensor([0.3], dtype=torch.float64)).diffused(VP)
+    m = dd.GaussianMixture(
+        torch.zeros(1, *shape, dtype=torch.float64), torch.tensor([0.3], dtype=torch.float64)
+    ).diffused(VP)
     g = torch.Generator().manual_seed(0)
     amp = torch.logspace(-3, -1, 12, dtype=torch.float64)[:, None, None, None]
     x = amp * torch.randn(12, *shape, generator=g, dtype=torch.float64)
@@ -101,8 +125,9 @@ def test_blur_curve_on_a_gaussian_oracle(tmp_path):
     """Data N(0, c² I) on 1×6×6 images: blur shrinks ‖x‖ (the kernel averages), so log p rises monotonically for
     every image; the values are the oracle's log p of the blurred images."""
     shape = (1, 6, 6)
-    m = dd.GaussianMixture(torch.zeros(1, *shape, dtype=torch.float64),
-                           torch.tensor([0.5], dtype=torch.float64)).diffused(VP)
+    m = dd.GaussianMixture(
+        torch.zeros(1, *shape, dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64)
+    ).diffused(VP)
     x = m.mixture.sample(5, torch.Generator().manual_seed(0))
     sig = (0.0, 0.5, 1.0, 2.0)
     res = blur_curve(m, x, sig, log_prob_kw=exact_kw(m), out=tmp_path)
@@ -128,8 +153,14 @@ def test_ode_vs_sde_gap_vanishes_for_the_exact_score_and_is_positive_for_a_wrong
     m = make_mixture(D, seed=3, std=0.5).diffused(VP)
     xT = m.sample(64, VP.lambda_min, generator=torch.Generator().manual_seed(0))
     kw = {"divergence": "exact", "solver": "heun", "steps": 128}
-    res = ode_vs_sde({"exact": m, "scaled 0.8": ScaledScore(m, 0.8)}, xT, steps=1024, log_prob_kw=kw,
-                     generator=torch.Generator().manual_seed(1), out=tmp_path)
+    res = ode_vs_sde(
+        {"exact": m, "scaled 0.8": ScaledScore(m, 0.8)},
+        xT,
+        steps=1024,
+        log_prob_kw=kw,
+        generator=torch.Generator().manual_seed(1),
+        out=tmp_path,
+    )
     ex, sc = res["models"]["exact"], res["models"]["scaled 0.8"]
     # exact score: tracked log p^SDE = log p^ODE up to the corrected tracker's order-1 error (RMS 0.15 at 512
     # steps, about half at 1024) and the Gaussian prior's ~5e-3
@@ -141,18 +172,40 @@ def test_ode_vs_sde_gap_vanishes_for_the_exact_score_and_is_positive_for_a_wrong
     assert (tmp_path / "ode_sde.png").exists()
 
 
-@pytest.mark.parametrize("name,args,files", [
-    ("threshold", ["--thresholds", "4,0", "--steps", "8"], ["threshold_sweep.json", "threshold_grid.png"]),
-    ("png", ["--steps", "8"], ["compression.json", "compression.png"]),
-    ("blur", ["--sigmas", "0,1"], ["blur.json", "blur.png"]),
-    ("ode-sde", ["--steps", "8"], ["ode_sde.json", "ode_sde.png"]),
-])
+@pytest.mark.parametrize(
+    "name,args,files",
+    [
+        ("threshold", ["--thresholds", "4,0", "--steps", "8"], ["threshold_sweep.json", "threshold_grid.png"]),
+        ("png", ["--steps", "8"], ["compression.json", "compression.png"]),
+        ("blur", ["--sigmas", "0,1"], ["blur.json", "blur.png"]),
+        ("ode-sde", ["--steps", "8"], ["ode_sde.json", "ode_sde.png"]),
+    ],
+)
 def test_analyze_cli_on_digits(tmp_path, name, args, files):
     from diffdensity.cli import main
 
     out = tmp_path / name
-    r = CliRunner().invoke(main, ["analyze", name, "--n", "3", "--seed", "0", "--out", str(out), "--logp-steps", "2",
-                                  "--logp-probes", "1", "--logp-solver", "heun", "--no-progress", *args])
+    r = CliRunner().invoke(
+        main,
+        [
+            "analyze",
+            name,
+            "--n",
+            "3",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+            "--logp-steps",
+            "2",
+            "--logp-probes",
+            "1",
+            "--logp-solver",
+            "heun",
+            "--no-progress",
+            *args,
+        ],
+    )
     assert r.exit_code == 0, r.output
     for f in files:
         assert (out / f).stat().st_size > 0

@@ -1,4 +1,5 @@
 """training/checkpoint.py: atomic checkpoints, version-1 checkpoints still resume, corrupt ones are clear errors."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,9 +14,24 @@ torch.set_num_threads(1)
 
 
 def _cfg(out, **kw):
-    base = dict(dataset="8gaussians", dataset_kwargs={"n_train": 256, "n_test": 32}, net="mlp", hidden=16, depth=1,
-                steps=20, batch_size=16, lr=1e-3, warmup=2, log_every=2, checkpoint_every=5, eval_final=False,
-                progress=False, threads=1, out=str(out), seed=1)
+    base = dict(
+        dataset="8gaussians",
+        dataset_kwargs={"n_train": 256, "n_test": 32},
+        net="mlp",
+        hidden=16,
+        depth=1,
+        steps=20,
+        batch_size=16,
+        lr=1e-3,
+        warmup=2,
+        log_every=2,
+        checkpoint_every=5,
+        eval_final=False,
+        progress=False,
+        threads=1,
+        out=str(out),
+        seed=1,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -35,8 +51,11 @@ def test_version_1_checkpoint_resumes_bit_for_bit(tmp_path, importance):
     _as_version_1(ckpt)
     if not importance:  # the former UniformLambda class wrote {"kind": "uniform", ...}
         ck = torch.load(ckpt, weights_only=True)
-        ck["sampler"] = {"kind": "uniform", "lambda_min": ck["sampler"]["lambda_min"],
-                         "lambda_max": ck["sampler"]["lambda_max"]}
+        ck["sampler"] = {
+            "kind": "uniform",
+            "lambda_min": ck["sampler"]["lambda_min"],
+            "lambda_max": ck["sampler"]["lambda_max"],
+        }
         torch.save(ck, ckpt)
     assert load_checkpoint(ckpt)["version"] == CHECKPOINT_VERSION
     train(_cfg(tmp_path / "old", importance=importance, resume=True))

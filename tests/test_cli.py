@@ -1,4 +1,5 @@
 """The sampling, likelihood and demo sub-commands (training has tests/test_cli_train.py)."""
+
 import json
 
 import numpy as np
@@ -17,27 +18,59 @@ def test_models_sample_and_log_prob(tmp_path):
     arr = np.load(out / "samples.npz")
     assert arr["x"].shape == (32, 2) and arr["logp"].shape == (32,) and int(arr["nfe"]) == 65
     assert (out / "samples.png").is_file()
-    res = r.invoke(main, ["log-prob", "toy2d-moons", "--data", str(out / "samples.npz"), "--n", "8",
-                          "--out", str(tmp_path / "lp.json")])
+    res = r.invoke(
+        main,
+        ["log-prob", "toy2d-moons", "--data", str(out / "samples.npz"), "--n", "8", "--out", str(tmp_path / "lp.json")],
+    )
     assert res.exit_code == 0, res.output
     lp = json.loads((tmp_path / "lp.json").read_text())
     assert len(lp["log_prob_nats"]) == 8 and np.isfinite(lp["mean"]) and lp["density"] == "lambda_max"
-    res = r.invoke(main, ["log-prob", "toy2d-moons", "--data", str(out / "samples.npz"), "--n", "8",
-                          "--density", "data", "--out", str(tmp_path / "lp0.json")])
+    res = r.invoke(
+        main,
+        [
+            "log-prob",
+            "toy2d-moons",
+            "--data",
+            str(out / "samples.npz"),
+            "--n",
+            "8",
+            "--density",
+            "data",
+            "--out",
+            str(tmp_path / "lp0.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     lp0 = json.loads((tmp_path / "lp0.json").read_text())
     assert lp0["density"] == "data" and np.isfinite(lp0["log_prob_nats"]).all()
     assert lp0["log_prob_nats"] != lp["log_prob_nats"]
-    res = r.invoke(main, ["log-prob", "digits8", "--n", "4", "--solver", "euler", "--steps", "16",
-                          "--out", str(tmp_path / "bpd.json")])
+    res = r.invoke(
+        main,
+        ["log-prob", "digits8", "--n", "4", "--solver", "euler", "--steps", "16", "--out", str(tmp_path / "bpd.json")],
+    )
     assert res.exit_code == 0, res.output
     bpd = json.loads((tmp_path / "bpd.json").read_text())
     assert len(bpd["bits_per_dim"]) == 4 and 0.5 < bpd["mean"] < 4.0
 
 
 def test_sample_with_the_multistep_solver(tmp_path):
-    res = CliRunner().invoke(main, ["sample", "toy2d-moons", "--method", "ode", "--solver", "ab2", "--n", "8",
-                                    "--steps", "16", "--out", str(tmp_path / "ab2")])
+    res = CliRunner().invoke(
+        main,
+        [
+            "sample",
+            "toy2d-moons",
+            "--method",
+            "ode",
+            "--solver",
+            "ab2",
+            "--n",
+            "8",
+            "--steps",
+            "16",
+            "--out",
+            str(tmp_path / "ab2"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     arr = np.load(tmp_path / "ab2" / "samples.npz")
     assert arr["x"].shape == (8, 2) and np.isfinite(arr["logp"]).all()
@@ -58,8 +91,24 @@ def test_sample_files_are_trustworthy(tmp_path):
     the JSON records the settings."""
     r = CliRunner()
     out = tmp_path / "d"
-    res = r.invoke(main, ["sample", "--model", "digits8", "--method", "ode", "--n", "4", "--steps", "8",
-                          "--seed", "3", "--out", str(out)])
+    res = r.invoke(
+        main,
+        [
+            "sample",
+            "--model",
+            "digits8",
+            "--method",
+            "ode",
+            "--n",
+            "4",
+            "--steps",
+            "8",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     arr = np.load(out / "samples.npz")
     assert arr["x_data"].dtype == np.uint8 and arr["x_data"].shape == (4, 8, 8) and arr["x_data"].max() <= 16
@@ -69,8 +118,27 @@ def test_sample_files_are_trustworthy(tmp_path):
     res = r.invoke(main, ["sample", "digits8", "--n", "2", "--steps", "4", "--out", str(out)])
     assert res.exit_code != 0 and "--overwrite" in res.output
     again = tmp_path / "d2"
-    assert r.invoke(main, ["sample", "--model", "digits8", "--method", "ode", "--n", "4", "--steps", "8",
-                           "--seed", "3", "--out", str(again)]).exit_code == 0
+    assert (
+        r.invoke(
+            main,
+            [
+                "sample",
+                "--model",
+                "digits8",
+                "--method",
+                "ode",
+                "--n",
+                "4",
+                "--steps",
+                "8",
+                "--seed",
+                "3",
+                "--out",
+                str(again),
+            ],
+        ).exit_code
+        == 0
+    )
     assert np.array_equal(np.load(again / "samples.npz")["x"], arr["x"])  # same seed, same files
 
 
@@ -85,8 +153,13 @@ def _leaves(cmd, path=()):
 
 
 # commands that take no model (they list, build a page from files, or train a new model) and so no --model
-NO_MODEL = {"models": {"--model", "--seed", "--device", "--out"}, "report": {"--model", "--seed", "--device"},
-            "train": {"--model"}, "distributional train": {"--model"}, "distributional sweep": {"--model"}}
+NO_MODEL = {
+    "models": {"--model", "--seed", "--device", "--out"},
+    "report": {"--model", "--seed", "--device"},
+    "train": {"--model"},
+    "distributional train": {"--model"},
+    "distributional sweep": {"--model"},
+}
 
 
 def test_every_sub_command_takes_model_seed_device_out():
@@ -116,8 +189,23 @@ def test_distributional_sample_same_files_for_the_same_seed_with_device(tmp_path
     runs = []
     for i, extra in enumerate(([], ["--device", "cpu"])):
         out = tmp_path / f"s{i}"
-        res = CliRunner().invoke(main, ["distributional", "sample", "checkerboard-distributional", "--steps", "2",
-                                        "--n", "64", "--seed", "3", "--out", str(out), *extra])
+        res = CliRunner().invoke(
+            main,
+            [
+                "distributional",
+                "sample",
+                "checkerboard-distributional",
+                "--steps",
+                "2",
+                "--n",
+                "64",
+                "--seed",
+                "3",
+                "--out",
+                str(out),
+                *extra,
+            ],
+        )
         assert res.exit_code == 0, res.output
         runs.append(np.load(out / "samples.npz"))
     assert np.array_equal(runs[0]["z"], runs[1]["z"]) and runs[0]["z"].shape == (64, 2)

@@ -1,4 +1,5 @@
 """A sweep of wrong invocations (issue 13): each prints one clear line and exits non-zero, never a traceback."""
+
 import pytest
 from click.testing import CliRunner
 
@@ -85,8 +86,9 @@ def test_option_ranges_are_checked_by_click_before_any_work(tmp_path, monkeypatc
 
 
 def test_an_option_that_does_not_apply_to_the_sampler_is_an_error(tmp_path):
-    res = CliRunner().invoke(main, ["sample", "toy2d-moons", "--method", "sde", "--q", "0.7", "--n", "2",
-                                    "--out", str(tmp_path / "s")])
+    res = CliRunner().invoke(
+        main, ["sample", "toy2d-moons", "--method", "sde", "--q", "0.7", "--n", "2", "--out", str(tmp_path / "s")]
+    )
     assert res.exit_code == 1 and "q do(es) not apply to the 'sde' sampler" in res.output
 
 
@@ -94,19 +96,26 @@ def test_kv_options_read_true_false_none():
     from diffdensity.cli._common import parse_kv
 
     assert parse_kv(None, None, ["grayscale=False", "a=true", "b=None", "n=3", "s=x"]) == {
-        "grayscale": False, "a": True, "b": None, "n": 3, "s": "x"}
+        "grayscale": False,
+        "a": True,
+        "b": None,
+        "n": 3,
+        "s": "x",
+    }
 
 
 def test_likelihood_input_errors_are_one_line(tmp_path):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     (tmp_path / "rgb").mkdir()
     for i in range(2):
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "rgb" / f"{i}.png")
-    for args in (["likelihood", "digits8", "--n", "2", "--data", str(tmp_path / "rgb"), "--out", str(tmp_path / "a")],
-                 ["log-prob", "toy2d-moons", "--data", str(tmp_path / "rgb"), "--out", str(tmp_path / "b.json")],
-                 ["likelihood", "digits8", "--data", "", "--out", str(tmp_path / "c")]):
+    for args in (
+        ["likelihood", "digits8", "--n", "2", "--data", str(tmp_path / "rgb"), "--out", str(tmp_path / "a")],
+        ["log-prob", "toy2d-moons", "--data", str(tmp_path / "rgb"), "--out", str(tmp_path / "b.json")],
+        ["likelihood", "digits8", "--data", "", "--out", str(tmp_path / "c")],
+    ):
         res = CliRunner().invoke(main, args)
         assert res.exit_code == 1 and "Traceback" not in res.output and "--debug" not in res.output, res.output
 
@@ -117,8 +126,19 @@ def test_accelerate_launch_without_multi_gpu_is_detected(monkeypatch):
 
     from diffdensity.cli._common import check_launch
 
-    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "launch", "--num_processes", "2",
-                             "-m", "diffdensity.cli", "likelihood"])
+    fake = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; time.sleep(30)",
+            "launch",
+            "--num_processes",
+            "2",
+            "-m",
+            "diffdensity.cli",
+            "likelihood",
+        ]
+    )
     import time
 
     for _ in range(100):  # until the child's command line is readable

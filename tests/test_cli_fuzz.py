@@ -1,5 +1,6 @@
 """A fuzz over the click tree (issue 24): random values per option type (bounded, seeded), commands run in-process on
 tiny inputs with a per-example deadline; every run ends in success or a one-line error, never a traceback or a hang."""
+
 import math
 from datetime import timedelta
 
@@ -55,8 +56,11 @@ def _values(p: click.Option):
 
 def _options(path: str):
     """The options to fuzz: single-valued, not --out / --debug / --help (--out is always a fresh folder)."""
-    return [p for p in _command(path).params
-            if isinstance(p, click.Option) and p.name not in SKIP and p.nargs == 1 and not p.multiple]
+    return [
+        p
+        for p in _command(path).params
+        if isinstance(p, click.Option) and p.name not in SKIP and p.nargs == 1 and not p.multiple
+    ]
 
 
 @st.composite
@@ -85,8 +89,13 @@ def test_cli_fuzz_no_traceback_no_hang(path, tmp_path_factory):
     out_root = tmp_path_factory.mktemp("fuzz")
     counter = iter(range(10**6))
 
-    @settings(max_examples=12, deadline=timedelta(seconds=60), derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=12,
+        deadline=timedelta(seconds=60),
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
     @given(args=_invocation(path))
     def run(args):
         out = out_root / f"o{next(counter)}"

@@ -1,4 +1,5 @@
 """The command line on diffusers pipeline folders (tiny random SD pipeline built in the test) and bare networks."""
+
 import json
 
 import numpy as np
@@ -28,8 +29,24 @@ def invoke(*args):
 
 def test_sample_three_detail_levels_of_a_prompt_with_log_p_in_one_command(sd_folder, tmp_path):
     out = tmp_path / "s"
-    invoke("sample", sd_folder, "--prompt", "a cat", "--guidance-scale", "3", "--method", "density-guided",
-           "--qs", "0.3,0.5,0.7", "--n", "2", "--steps", "6", "--out", out)
+    invoke(
+        "sample",
+        sd_folder,
+        "--prompt",
+        "a cat",
+        "--guidance-scale",
+        "3",
+        "--method",
+        "density-guided",
+        "--qs",
+        "0.3,0.5,0.7",
+        "--n",
+        "2",
+        "--steps",
+        "6",
+        "--out",
+        out,
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["qs"] == [0.3, 0.5, 0.7] and summary["guidance_scale"] == 3.0
     images = np.load(out / "images.npz")
@@ -38,11 +55,42 @@ def test_sample_three_detail_levels_of_a_prompt_with_log_p_in_one_command(sd_fol
     lp = images["logp"].reshape(3, 2).mean(1)
     assert lp[0] < lp[2]  # higher q, higher log p
     res = tmp_path / "lp.json"
-    invoke("log-prob", sd_folder, "--prompt", "a cat", "--guidance-scale", "3", "--data", out / "samples.npz",
-           "--n", "2", "--solver", "euler", "--steps", "4", "--out", res)
+    invoke(
+        "log-prob",
+        sd_folder,
+        "--prompt",
+        "a cat",
+        "--guidance-scale",
+        "3",
+        "--data",
+        out / "samples.npz",
+        "--n",
+        "2",
+        "--solver",
+        "euler",
+        "--steps",
+        "4",
+        "--out",
+        res,
+    )
     assert len(json.loads(res.read_text())["log_prob_nats"]) == 2
-    invoke("likelihood", sd_folder, "--prompt", "a cat", "--data", out / "images.npz", "--n", "2", "--solver", "euler",
-           "--steps", "2", "--out", tmp_path / "lik", "--no-progress")
+    invoke(
+        "likelihood",
+        sd_folder,
+        "--prompt",
+        "a cat",
+        "--data",
+        out / "images.npz",
+        "--n",
+        "2",
+        "--solver",
+        "euler",
+        "--steps",
+        "2",
+        "--out",
+        tmp_path / "lik",
+        "--no-progress",
+    )
     assert "not an image density" in (tmp_path / "lik" / "summary.json").read_text()
 
 
@@ -50,8 +98,22 @@ def test_guide_and_align_take_pipelines_and_bare_diffusers_folders(sd_folder, tm
     from diffusers import DDPMScheduler
     from test_adapters import save_pipeline, tiny_unet
 
-    out = invoke("guide", sd_folder, "--prompt", "a cat", "--q", "0.4,0.6", "--n", "2", "--steps", "4",
-                 "--eval-steps", "4", "--out", tmp_path / "g")
+    out = invoke(
+        "guide",
+        sd_folder,
+        "--prompt",
+        "a cat",
+        "--q",
+        "0.4,0.6",
+        "--n",
+        "2",
+        "--steps",
+        "4",
+        "--eval-steps",
+        "4",
+        "--out",
+        tmp_path / "g",
+    )
     assert "density guidance with q=0.6" in out
     bare = save_pipeline(tmp_path / "unet", tiny_unet(), DDPMScheduler(num_train_timesteps=1000))
     out = invoke("align", bare, "--n", "4", "--steps", "4", "--out", tmp_path / "a")

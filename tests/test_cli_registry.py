@@ -1,4 +1,5 @@
 """The command line takes its choices from the registries, starts without torch, and the package root is lazy."""
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -51,8 +52,23 @@ def test_sample_default_steps_come_from_the_registry(tmp_path):
 def test_an_option_that_does_not_apply_is_an_error(tmp_path):
     from click.testing import CliRunner
 
-    res = CliRunner().invoke(main, ["sample", "toy2d-moons", "--method", "sde", "--solver", "heun", "--n", "2",
-                                    "--steps", "2", "--out", str(tmp_path / "x")])
+    res = CliRunner().invoke(
+        main,
+        [
+            "sample",
+            "toy2d-moons",
+            "--method",
+            "sde",
+            "--solver",
+            "heun",
+            "--n",
+            "2",
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert res.exit_code == 1 and "solver" in res.output and "'sde'" in res.output, res.output
 
 
@@ -64,8 +80,13 @@ def test_reproduce_experiments_match_the_library():
 
 
 def test_cli_imports_no_torch_and_help_is_fast():
-    r = subprocess.run([sys.executable, "-X", "importtime", "-c", "import diffdensity.cli"], env=_env(),
-                       capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import diffdensity.cli"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     modules = {line.split("|")[-1].strip().split(".")[0] for line in r.stderr.splitlines() if "|" in line}
     assert "diffdensity" in modules and not modules & set(HEAVY), sorted(modules & set(HEAVY))
     script = Path(sys.executable).parent / "diffdensity"  # the console script, else python -m diffdensity
@@ -78,9 +99,11 @@ def test_cli_imports_no_torch_and_help_is_fast():
 
 
 def test_package_root_is_lazy_and_complete():
-    code = ("import sys, diffdensity as dd; assert 'torch' not in sys.modules; "
-            "missing = [n for n in dd.__all__ if not hasattr(dd, n)]; assert not missing, missing; "
-            "assert set(dd.__all__) <= set(dir(dd)); print(dd.__version__)")
+    code = (
+        "import sys, diffdensity as dd; assert 'torch' not in sys.modules; "
+        "missing = [n for n in dd.__all__ if not hasattr(dd, n)]; assert not missing, missing; "
+        "assert set(dd.__all__) <= set(dir(dd)); print(dd.__version__)"
+    )
     r = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == importlib.metadata.version("diffdensity")

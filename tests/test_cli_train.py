@@ -1,4 +1,5 @@
 """The `diffdensity train` command: options, a run, --resume, errors, and a 2-process CPU run via accelerate."""
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,30 @@ from diffdensity.training import load_checkpoint
 
 torch.set_num_threads(1)
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-TOY = ["--dataset", "8gaussians", "--data-opt", "n_train=256", "--data-opt", "n_test=32", "--net", "mlp",
-       "--hidden", "16", "--depth", "1", "--batch-size", "16", "--warmup", "2", "--log-every", "2",
-       "--no-eval-final", "--no-progress", "--threads", "1"]
+TOY = [
+    "--dataset",
+    "8gaussians",
+    "--data-opt",
+    "n_train=256",
+    "--data-opt",
+    "n_test=32",
+    "--net",
+    "mlp",
+    "--hidden",
+    "16",
+    "--depth",
+    "1",
+    "--batch-size",
+    "16",
+    "--warmup",
+    "2",
+    "--log-every",
+    "2",
+    "--no-eval-final",
+    "--no-progress",
+    "--threads",
+    "1",
+]
 
 
 def test_help_lists_train_and_every_option():
@@ -28,17 +50,54 @@ def test_help_lists_train_and_every_option():
     assert r.exit_code == 0 and "train" in r.output
     r = CliRunner().invoke(main, ["train", "--help"])
     assert r.exit_code == 0
-    for opt in ("--dataset", "--root", "--net", "--preset", "--hidden", "--depth", "--net-opt", "--schedule",
-                "--parametrization", "--weighting", "--importance / --no-importance", "--steps", "--batch-size",
-                "--lr", "--warmup", "--clip", "--ema-decay", "--eval-every", "--sample-every", "--checkpoint-every",
-                "--seed", "--out", "--resume"):
+    for opt in (
+        "--dataset",
+        "--root",
+        "--net",
+        "--preset",
+        "--hidden",
+        "--depth",
+        "--net-opt",
+        "--schedule",
+        "--parametrization",
+        "--weighting",
+        "--importance / --no-importance",
+        "--steps",
+        "--batch-size",
+        "--lr",
+        "--warmup",
+        "--clip",
+        "--ema-decay",
+        "--eval-every",
+        "--sample-every",
+        "--checkpoint-every",
+        "--seed",
+        "--out",
+        "--resume",
+    ):
         assert opt in r.output, opt
 
 
 def test_train_and_resume(tmp_path):
     out = tmp_path / "run"
-    r = CliRunner().invoke(main, ["train", *TOY, "--steps", "4", "--lr", "3e-3", "--parametrization", "flow",
-                                  "--schedule", "FlowMatching", "--no-importance", "--out", str(out)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "train",
+            *TOY,
+            "--steps",
+            "4",
+            "--lr",
+            "3e-3",
+            "--parametrization",
+            "flow",
+            "--schedule",
+            "FlowMatching",
+            "--no-importance",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 4
     # --resume takes the stored settings for every option not given again (lr, schedule, ...)
@@ -70,11 +129,34 @@ def test_two_process_cpu_run_through_accelerate(tmp_path):
     out = tmp_path / "mp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     accelerate = Path(sys.executable).with_name("accelerate")
-    launcher = [str(accelerate), "launch"] if accelerate.exists() else [sys.executable, "-m", "accelerate.commands.launch"]
-    cmd = [*launcher, "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-           "-m", "diffdensity.cli", "train", "--cpu", *TOY, "--steps", "6", "--checkpoint-every", "3",
-           "--out", str(out)]
+    launcher = (
+        [str(accelerate), "launch"] if accelerate.exists() else [sys.executable, "-m", "accelerate.commands.launch"]
+    )
+    cmd = [
+        *launcher,
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "diffdensity.cli",
+        "train",
+        "--cpu",
+        *TOY,
+        "--steps",
+        "6",
+        "--checkpoint-every",
+        "3",
+        "--out",
+        str(out),
+    ]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     m = io.load(out)
@@ -82,7 +164,9 @@ def test_two_process_cpu_run_through_accelerate(tmp_path):
     assert [q.name for q in out.iterdir() if q.name.endswith(".tmp") or q.name == ".lock"] == []
     assert "terminate called" not in p.stderr  # the gloo exit-time abort (fixed by tearing the group down together)
     # the global batch is split over the processes, so one process gives (nearly) the same weights
-    r = CliRunner().invoke(main, ["train", *TOY, "--steps", "6", "--checkpoint-every", "3", "--out", str(tmp_path / "sp")])
+    r = CliRunner().invoke(
+        main, ["train", *TOY, "--steps", "6", "--checkpoint-every", "3", "--out", str(tmp_path / "sp")]
+    )
     assert r.exit_code == 0, r.output
     a, b = load_checkpoint(out / "checkpoint.pt")["net"], load_checkpoint(tmp_path / "sp" / "checkpoint.pt")["net"]
     for k in a:
@@ -114,9 +198,33 @@ def test_every_config_field_has_an_option_with_the_same_default():
 
 
 def test_todays_option_names_and_flags_still_work():
-    d = _parse(["--no-dequantize", "--data-opt", "n_train=5000", "--net-opt", "ch=32", "--net-opt", "dropout=0.0",
-                "--eval-solver", "heun", "--eval-steps", "16", "--clip", "0", "--no-importance", "--no-eval-final",
-                "--no-progress", "--resume", "--cpu", "--betas", "0.8", "0.9", "--eval-opt", "n_probes=2"])
+    d = _parse(
+        [
+            "--no-dequantize",
+            "--data-opt",
+            "n_train=5000",
+            "--net-opt",
+            "ch=32",
+            "--net-opt",
+            "dropout=0.0",
+            "--eval-solver",
+            "heun",
+            "--eval-steps",
+            "16",
+            "--clip",
+            "0",
+            "--no-importance",
+            "--no-eval-final",
+            "--no-progress",
+            "--resume",
+            "--cpu",
+            "--betas",
+            "0.8",
+            "0.9",
+            "--eval-opt",
+            "n_probes=2",
+        ]
+    )
     assert d["dequantize"] is False and d["dataset_kwargs"] == {"n_train": 5000}
     assert d["net_kwargs"] == {"ch": 32, "dropout": 0.0} and d["clip"] is None and d["importance"] is False
     assert d["eval_kwargs"] == {"solver": "heun", "steps": 16, "n_probes": 2} and d["betas"] == (0.8, 0.9)
@@ -125,7 +233,9 @@ def test_todays_option_names_and_flags_still_work():
 
 
 def _one_clean_line(r):
-    return r.exit_code == 1 and "Traceback" not in r.output and r.output.count("\n") == 1 and r.output.startswith("Error:")
+    return (
+        r.exit_code == 1 and "Traceback" not in r.output and r.output.count("\n") == 1 and r.output.startswith("Error:")
+    )
 
 
 def test_train_needs_out_and_steps():
@@ -135,8 +245,15 @@ def test_train_needs_out_and_steps():
     assert _one_clean_line(r) and "out is required" in r.output
 
 
-@pytest.mark.parametrize("bad, match", [(["--eval-solver", "rk4"], "rk4"), (["--eval-steps", "0"], "steps=0"),
-                                        (["--eval-n", "0"], "eval_n"), (["--steps", "0"], "steps")])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (["--eval-solver", "rk4"], "rk4"),
+        (["--eval-steps", "0"], "steps=0"),
+        (["--eval-n", "0"], "eval_n"),
+        (["--steps", "0"], "steps"),
+    ],
+)
 def test_bad_options_fail_before_anything_runs(tmp_path, bad, match):
     r = CliRunner().invoke(main, ["train", *TOY, "--steps", "3", "--out", str(tmp_path / "r"), *bad])
     assert _one_clean_line(r) and match in r.output, r.output
@@ -185,21 +302,24 @@ def test_read_only_out_is_one_line(tmp_path):
     assert _one_clean_line(r) and "cannot write" in r.output
 
 
-@pytest.mark.parametrize("args", [
-    ["train", "--dataset", "nope", "--steps", "1", "--out", "{tmp}/a"],
-    ["train", "--steps", "1", "--out", "{tmp}/a", "--data-opt", "nokey"],
-    ["train", "--steps", "1", "--out", "{tmp}/a", "--dataset", "8gaussians", "--data-opt", "bogus=1"],
-    ["train", "--steps", "1", "--out", "{tmp}/a", "--dataset", "cifar10"],
-    ["train", "--steps", "1", "--out", "{tmp}/a", "--dataset", "moons", "--net", "unet"],
-    ["train", "--steps", "1", "--out", "{tmp}/a", "--dataset", "moons", "--batch-size", "100000"],
-    ["train", "--steps", "1", "--out", "{tmp}/a", "--lr", "-1"],
-    ["train", "--steps", "1", "--out", "{tmp}/a", "--ema-decay", "1"],
-    ["train", "--steps", "1", "--out", "{tmp}/a", "--betas", "2", "0.9"],
-    ["sample", "no-such-model", "--out", "{tmp}/s"],
-    ["sample", "toy2d-moons", "--n", "0", "--out", "{tmp}/s"],
-    ["log-prob", "toy2d-moons", "--data", "{tmp}/missing.npz", "--out", "{tmp}/l.json"],
-    ["log-prob", "no-such-model"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--dataset", "nope", "--steps", "1", "--out", "{tmp}/a"],
+        ["train", "--steps", "1", "--out", "{tmp}/a", "--data-opt", "nokey"],
+        ["train", "--steps", "1", "--out", "{tmp}/a", "--dataset", "8gaussians", "--data-opt", "bogus=1"],
+        ["train", "--steps", "1", "--out", "{tmp}/a", "--dataset", "cifar10"],
+        ["train", "--steps", "1", "--out", "{tmp}/a", "--dataset", "moons", "--net", "unet"],
+        ["train", "--steps", "1", "--out", "{tmp}/a", "--dataset", "moons", "--batch-size", "100000"],
+        ["train", "--steps", "1", "--out", "{tmp}/a", "--lr", "-1"],
+        ["train", "--steps", "1", "--out", "{tmp}/a", "--ema-decay", "1"],
+        ["train", "--steps", "1", "--out", "{tmp}/a", "--betas", "2", "0.9"],
+        ["sample", "no-such-model", "--out", "{tmp}/s"],
+        ["sample", "toy2d-moons", "--n", "0", "--out", "{tmp}/s"],
+        ["log-prob", "toy2d-moons", "--data", "{tmp}/missing.npz", "--out", "{tmp}/l.json"],
+        ["log-prob", "no-such-model"],
+    ],
+)
 def test_wrong_invocations_print_one_line_and_no_traceback(tmp_path, args):
     r = CliRunner().invoke(main, [a.replace("{tmp}", str(tmp_path)) for a in args])
     errors = [line for line in r.output.splitlines() if line.startswith("Error:")]

@@ -1,4 +1,5 @@
 """Habits the code base keeps (issue 20): small functions, no repeated blocks in src/."""
+
 import ast
 import shutil
 import subprocess

@@ -1,4 +1,5 @@
 """Tests for diffdensity.data: datasets in data units, transforms to model space, error messages."""
+
 import json
 import math
 import pickle
@@ -134,8 +135,12 @@ def _write_fake_cifar(folder, n=4):
     batches = {}
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         data = rng.randint(0, 256, size=(n, 3072)).astype(np.uint8)
-        d = {b"batch_label": name.encode(), b"labels": rng.randint(0, 10, n).tolist(), b"data": data,
-             b"filenames": [b"x.png"] * n}
+        d = {
+            b"batch_label": name.encode(),
+            b"labels": rng.randint(0, 10, n).tolist(),
+            b"data": data,
+            b"filenames": [b"x.png"] * n,
+        }
         with open(folder / name, "wb") as f:
             pickle.dump(d, f)
         batches[name] = d
@@ -188,8 +193,11 @@ def test_cifar10_malicious_batch_is_refused_and_never_runs(tmp_path, where):
     batches = _write_fake_cifar(folder)
     marker = tmp_path / "PWNED"
     d = dict(batches["data_batch_2"])
-    payload = {"top": _Payload(marker), "inside_dict": {**d, b"extra": _Payload(marker)},
-               "labels": {**d, b"labels": [1, _Payload(marker)]}}[where]
+    payload = {
+        "top": _Payload(marker),
+        "inside_dict": {**d, b"extra": _Payload(marker)},
+        "labels": {**d, b"labels": [1, _Payload(marker)]},
+    }[where]
     with open(folder / "data_batch_2", "wb") as f:
         pickle.dump(payload, f)
     with pytest.raises(ValueError, match=r"data_batch_2.*refusing to load global (builtins|io)\.open"):
@@ -225,7 +233,9 @@ def test_one_data_to_model_space_path():
     g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
     u = torch.rand(x.shape, generator=torch.Generator().manual_seed(7), dtype=x.dtype)
     assert torch.equal(ds.to_model(x, generator=g1), to_model_space(x, ds.transform, True, g2))
-    assert torch.allclose(ds.to_model(x, generator=torch.Generator().manual_seed(7)), ((x + u) * 2 / 17 - 1).reshape(5, 1, 8, 8))
+    assert torch.allclose(
+        ds.to_model(x, generator=torch.Generator().manual_seed(7)), ((x + u) * 2 / 17 - 1).reshape(5, 1, 8, 8)
+    )
     assert torch.equal(ds.to_model(x, dequantize=False), x.reshape(5, 1, 8, 8) * (2 / 17) - 1)
     zi = to_model_space(x.to(torch.uint8), ds.transform, False)
     assert zi.dtype == torch.get_default_dtype() and torch.equal(zi, ds.to_model(x, dequantize=False))

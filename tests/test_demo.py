@@ -1,12 +1,12 @@
 """The main job end to end: `diffdensity demo --quick` writes every panel and a report that opens in headless
 Chromium with every image loaded and no console error; `diffdensity reproduce` on tiny inputs."""
+
 import json
 
 from click.testing import CliRunner
+from test_report import open_in_chromium
 
 from diffdensity.cli import main
-
-from test_report import open_in_chromium
 
 PANELS = ("mixture", "threshold", "png", "blur", "fig4", "guidance", "distributional", "likelihood")
 
@@ -35,8 +35,9 @@ def test_quick_demo_builds_a_report_that_opens_in_chromium(tmp_path):
 
 def test_reproduce_prints_the_reference_summary_lines(tmp_path):
     out = tmp_path / "r"
-    res = CliRunner().invoke(main, ["reproduce", "--model", "toy2d-moons", "--n", "8", "--steps", "16",
-                                    "--out", str(out)])
+    res = CliRunner().invoke(
+        main, ["reproduce", "--model", "toy2d-moons", "--n", "8", "--steps", "16", "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     assert "SDE sampling: average tracked logp" in res.output
     assert "HD sampling with threshold 4: average logp" in res.output
@@ -52,11 +53,43 @@ def test_demo_runs_on_a_users_run_folder(tmp_path):
     """`demo --model RUN --device cpu`: the score-model panels use a freshly trained run (a tiny digits UNet), the
     report names it, the held-out data come from the run's own config, and Fig. 4 has that one model."""
     run = tmp_path / "run"
-    res = CliRunner().invoke(main, ["train", "--dataset", "digits", "--net", "unet", "--preset", "digits",
-                                    "--net-opt", "ch=8", "--net-opt", "ch_mult=[1]", "--net-opt", "attn_resolutions=[]",
-                                    "--net-opt", "head_dim=8", "--net-opt", "norm_groups=4", "--net-opt", "emb_dim=16",
-                                    "--steps", "100", "--lr", "3e-3", "--eval-every", "0", "--sample-every", "0",
-                                    "--device", "cpu", "--no-progress", "--out", str(run)])
+    res = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--dataset",
+            "digits",
+            "--net",
+            "unet",
+            "--preset",
+            "digits",
+            "--net-opt",
+            "ch=8",
+            "--net-opt",
+            "ch_mult=[1]",
+            "--net-opt",
+            "attn_resolutions=[]",
+            "--net-opt",
+            "head_dim=8",
+            "--net-opt",
+            "norm_groups=4",
+            "--net-opt",
+            "emb_dim=16",
+            "--steps",
+            "100",
+            "--lr",
+            "3e-3",
+            "--eval-every",
+            "0",
+            "--sample-every",
+            "0",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--out",
+            str(run),
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = tmp_path / "demo"
     res = CliRunner().invoke(main, ["demo", "--quick", "--model", str(run), "--device", "cpu", "--out", str(out)])
@@ -75,8 +108,11 @@ def test_demo_runs_on_a_users_run_folder(tmp_path):
 
 
 def test_demo_refuses_bad_models_and_devices_before_any_work(tmp_path):
-    for args, msg in ((["--model", "no-such-model"], "shipped models"), (["--device", "cuda:7"], "device"),
-                      (["--model", "toy2d-moons"], "image model")):
+    for args, msg in (
+        (["--model", "no-such-model"], "shipped models"),
+        (["--device", "cuda:7"], "device"),
+        (["--model", "toy2d-moons"], "image model"),
+    ):
         res = CliRunner().invoke(main, ["demo", "--quick", "--out", str(tmp_path / "d"), *args])
         assert res.exit_code == 1 and msg in res.output and "Traceback" not in res.output, res.output
         assert not (tmp_path / "d" / "mixture").exists()  # refused before the first panel
@@ -97,10 +133,39 @@ def test_demo_finds_the_held_out_data_of_a_folder_run(tmp_path):
     for i in range(12):
         Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(imgs / f"{i:02d}.png")
     run = tmp_path / "run"
-    res = CliRunner().invoke(main, ["train", "--dataset", "folder", "--root", str(imgs), "--data-opt", "size=8",
-                                    "--data-opt", "grayscale=true", "--net", "mlp", "--hidden", "16", "--depth", "1",
-                                    "--steps", "2", "--batch-size", "4", "--eval-every", "0", "--sample-every", "0",
-                                    "--device", "cpu", "--no-progress", "--out", str(run)])
+    res = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--dataset",
+            "folder",
+            "--root",
+            str(imgs),
+            "--data-opt",
+            "size=8",
+            "--data-opt",
+            "grayscale=true",
+            "--net",
+            "mlp",
+            "--hidden",
+            "16",
+            "--depth",
+            "1",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--eval-every",
+            "0",
+            "--sample-every",
+            "0",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--out",
+            str(run),
+        ],
+    )
     assert res.exit_code == 0, res.output
     test = _held_out_images(load(str(run)))
     assert test.shape[0] >= 1 and tuple(test.shape[-2:]) == (8, 8)
@@ -111,17 +176,31 @@ def test_other_models_are_reported_apart(tmp_path):
     own heading and stay out of the findings; a run's own panel (configuration, loss, card) comes first."""
     from diffdensity.demo import _report
 
-    for name, obj in (("run", {"analysis": "run", "title": "The model: r", "configuration": {"dataset": "digits"}}),
-                      ("mixture", {"analysis": "mixture", "corrected": {"mean_error": 0.0, "mean_abs_error": 0.1,
-                                                                        "nfe": 9}, "em": {"mean_error": 1.0,
-                                                                                          "mean_abs_error": 1.0, "nfe": 8}}),
-                      ("likelihood", {"analysis": "likelihood", "model": "r", "bits_per_dim": 2.0, "sem": 0.1})):
+    for name, obj in (
+        ("run", {"analysis": "run", "title": "The model: r", "configuration": {"dataset": "digits"}}),
+        (
+            "mixture",
+            {
+                "analysis": "mixture",
+                "corrected": {"mean_error": 0.0, "mean_abs_error": 0.1, "nfe": 9},
+                "em": {"mean_error": 1.0, "mean_abs_error": 1.0, "nfe": 8},
+            },
+        ),
+        ("likelihood", {"analysis": "likelihood", "model": "r", "bits_per_dim": 2.0, "sem": 0.1}),
+    ):
         (tmp_path / name).mkdir()
         (tmp_path / name / f"{name}.json").write_text(json.dumps(obj))
     summary = {"model": "r", "version": "x", "seed": 0, "quick": True, "device": "cpu", "seconds": 1.0}
     page = _report(tmp_path, summary, is_run=True).read_text()
-    findings = page[page.index("id='findings'"):page.index("</section>")]
+    findings = page[page.index("id='findings'") : page.index("</section>")]
     assert "the model under study: r" in findings and "bits/dim" in findings and "Theorem 1" not in findings
-    h2 = [page.index(f">{h}") for h in ("The model: r</h2>", "Held-out bits per dimension</h2>",
-                                         "Other models", "Exact mixture: SDE tracking against the closed form</h2>")]
+    h2 = [
+        page.index(f">{h}")
+        for h in (
+            "The model: r</h2>",
+            "Held-out bits per dimension</h2>",
+            "Other models",
+            "Exact mixture: SDE tracking against the closed form</h2>",
+        )
+    ]
     assert h2 == sorted(h2), h2

@@ -1,13 +1,12 @@
 """Dynamics and noise operators: drifts as in math.md §0.1, the projected noise of Eq 25 and its Itô trace."""
-import pytest
+
 import torch
+from conftest import make_mixture
 
 import diffdensity as dd
 from diffdensity._checks import flat_dot
 from diffdensity.dynamics import HDODE, PFODE, IsotropicNoise, ProjectedNoise, ReverseSDE
 from diffdensity.evaluation import Divergence, evaluate
-
-from conftest import make_mixture
 
 
 def test_drifts_match_the_formulas(schedule):

@@ -1,4 +1,5 @@
 """evaluate_bits_per_dim: exact values, batch independence, resume after SIGKILL, two processes via accelerate."""
+
 import json
 import math
 import os
@@ -12,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_mixture
 
 import diffdensity as dd
 from diffdensity.evaluate import example_seed
-
-from conftest import make_mixture
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TESTS = str(Path(__file__).resolve().parent)
@@ -58,10 +58,21 @@ def test_values_are_the_exact_bits_per_dim_of_the_dequantized_examples():
     gm = make_mixture(4, seed=1)
     m = gm.diffused(dd.VP())
     x = uint8_data(gm, 10)
-    r = dd.evaluate_bits_per_dim(m, x, batch_size=4, seed=5, solver="dopri5", divergence="exact", progress=False,
-                                 rtol=1e-7, atol=1e-7, prior=lambda z: m.log_prob(z, m.schedule.lambda_min))
-    u = torch.stack([torch.rand(4, generator=torch.Generator().manual_seed(example_seed(5, 0, i, 0)))
-                     for i in range(10)])
+    r = dd.evaluate_bits_per_dim(
+        m,
+        x,
+        batch_size=4,
+        seed=5,
+        solver="dopri5",
+        divergence="exact",
+        progress=False,
+        rtol=1e-7,
+        atol=1e-7,
+        prior=lambda z: m.log_prob(z, m.schedule.lambda_min),
+    )
+    u = torch.stack(
+        [torch.rand(4, generator=torch.Generator().manual_seed(example_seed(5, 0, i, 0))) for i in range(10)]
+    )
     z = ((x.float() + u) * (2 / 256) - 1).double()  # integer data go to float32 for a model without weights
     exact = -(m.log_prob(z, m.schedule.lambda_max) + 4 * math.log(2 / 256)) / (4 * math.log(2))
     assert np.abs(r["per_example"] - exact.numpy()).max() < 1e-4  # the exact prior: only the solver's error remains
@@ -127,15 +138,21 @@ def _run(args, env, timeout=240):
 
 
 def _env():
-    return {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
 
 
 def test_killed_mid_run_and_restarted_finishes_without_recomputing_saved_batches(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(tests=TESTS))
     out = tmp_path / "out"
-    p = subprocess.Popen([sys.executable, str(script), str(out), "0.01"], env=_env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [sys.executable, str(script), str(out), "0.01"], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.time() + 120
     while time.time() < deadline and len(list((out / "batches").glob("*.npz"))) < 3:
         time.sleep(0.05)
@@ -165,10 +182,26 @@ def test_two_processes_through_accelerate_give_one_process_values(tmp_path):
     script.write_text(SCRIPT.format(tests=TESTS))
     one = _run([sys.executable, str(script), str(tmp_path / "one"), "0"], _env())
     accelerate = Path(sys.executable).with_name("accelerate")
-    launcher = [str(accelerate), "launch"] if accelerate.exists() else [sys.executable, "-m", "accelerate.commands.launch"]
-    cmd = [*launcher, "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "--main_process_port", str(_free_port()), str(script),
-           str(tmp_path / "two"), "0"]
+    launcher = (
+        [str(accelerate), "launch"] if accelerate.exists() else [sys.executable, "-m", "accelerate.commands.launch"]
+    )
+    cmd = [
+        *launcher,
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        str(script),
+        str(tmp_path / "two"),
+        "0",
+    ]
     two = _run(cmd, _env(), timeout=300)
     assert one["processes"] == 1 and two["processes"] == 2 and two["batches_computed"] == 5
     a = np.load(tmp_path / "one" / "per_example.npz")

@@ -1,12 +1,12 @@
 """The evaluation record: one score call per stage, Δ log p and the lazy HVP only when declared."""
+
 import pytest
 import torch
+from conftest import make_mixture
 
 import diffdensity as dd
 from diffdensity.evaluation import Divergence, evaluate, make_probes
 from diffdensity.models import CountingModel
-
-from conftest import make_mixture
 
 
 def test_evaluate_adds_only_what_is_needed():
@@ -40,11 +40,18 @@ def test_hutchinson_probes_held_or_redrawn():
     assert (evaluate(m, 0.0, x, {"lap"}, jvp).lap - a).abs().max() < 1e-10
 
 
-@pytest.mark.parametrize("kw,match", [
-    ({"kind": "trace"}, "divergence"), ({"mode": "jvpp"}, "mode"), ({"probe": "sphere"}, "probe"),
-    ({"n_probes": 0}, "n_probes"), ({"n_probes": True}, "n_probes"), ({"chunk_size": -4}, "chunk_size"),
-    ({"chunk_size": 2.5}, "chunk_size"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"kind": "trace"}, "divergence"),
+        ({"mode": "jvpp"}, "mode"),
+        ({"probe": "sphere"}, "probe"),
+        ({"n_probes": 0}, "n_probes"),
+        ({"n_probes": True}, "n_probes"),
+        ({"chunk_size": -4}, "chunk_size"),
+        ({"chunk_size": 2.5}, "chunk_size"),
+    ],
+)
 def test_divergence_rejects_bad_options(kw, match):
     with pytest.raises(ValueError, match=match):
         Divergence(**kw)
@@ -68,14 +75,23 @@ def test_exact_and_hutchinson_on_a_diffusers_unet_with_attention():
     from diffusers import DDPMScheduler, UNet2DModel
 
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=4, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
-                       down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4, attention_head_dim=4)
+    unet = UNet2DModel(
+        sample_size=4,
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        attention_head_dim=4,
+    )
     m = dd.from_diffusers(unet, DDPMScheduler(num_train_timesteps=100))
     x = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     lam = 0.0
-    jac = torch.stack([torch.autograd.functional.jacobian(lambda y: m.score(y[None], lam)[0], x[i]).reshape(16, 16)
-                       for i in range(3)])  # the full Jacobian, sample by sample: the reference
+    jac = torch.stack(
+        [torch.autograd.functional.jacobian(lambda y: m.score(y[None], lam)[0], x[i]).reshape(16, 16) for i in range(3)]
+    )  # the full Jacobian, sample by sample: the reference
     exact = Divergence("exact")
     ev = evaluate(m, lam, x, {"lap"}, exact)
     assert (ev.lap - jac.diagonal(dim1=1, dim2=2).sum(1)).abs().max() < 1e-4 * jac.abs().max() * 16

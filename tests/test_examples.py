@@ -1,4 +1,5 @@
 """Every script in examples/ runs with --quick (a small, fast run) and exits 0: the examples the docs show work."""
+
 import os
 import subprocess
 import sys
@@ -16,9 +17,20 @@ def test_examples_exist():
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_runs_quick(script, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
-    p = subprocess.run([sys.executable, str(script), "--quick"], check=False, cwd=tmp_path, env=env, capture_output=True,
-                       text=True, timeout=300)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
+    }
+    p = subprocess.run(
+        [sys.executable, str(script), "--quick"],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, f"{script.name} --quick failed:\n{p.stdout}\n{p.stderr}"
     assert p.stdout.strip(), f"{script.name} printed nothing"

@@ -1,18 +1,26 @@
 """Prior guidance, density guidance (Eq 23) and stochastic density guidance (Eq 25) against the exact oracle
 (math.md §2.3, §2.5, §2.6, §2.8)."""
+
 import math
 
 import pytest
 import torch
+from conftest import make_mixture
 from scipy.stats import chi
 
 import diffdensity as dd
-from diffdensity.evaluation import Eval, evaluate
-from diffdensity.guidance import (NOISE_PRESETS, DensityGuidedODE, InfeasibleGuidance, StochasticDensityGuided,
-                                  guidance_quantile, median_rescale, prior_rescale, sdg_rate_residual)
+from diffdensity.evaluation import Eval
+from diffdensity.guidance import (
+    NOISE_PRESETS,
+    DensityGuidedODE,
+    InfeasibleGuidance,
+    StochasticDensityGuided,
+    guidance_quantile,
+    median_rescale,
+    prior_rescale,
+    sdg_rate_residual,
+)
 from diffdensity.solvers import odeint_adaptive
-
-from conftest import make_mixture
 
 VP = dd.VP()
 
@@ -60,7 +68,9 @@ def test_min_norm_correction():
     assert torch.allclose(cos, torch.ones_like(cos), atol=1e-12)
     assert torch.allclose((d * s).sum(1), torch.full((8,), 0.5 * dyn.quant, dtype=x.dtype), rtol=1e-12)
     sigma2 = VP.g2(torch.tensor(0.5, dtype=x.dtype))
-    eta = 1 + math.sqrt(2 * D) * torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.7)) / (sigma2 * s.pow(2).sum(1))
+    eta = 1 + math.sqrt(2 * D) * torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.7)) / (
+        sigma2 * s.pow(2).sum(1)
+    )
     assert torch.allclose(dyn.eta(ev), eta.to(x.dtype), rtol=1e-6)
 
 
@@ -85,8 +95,9 @@ def test_tracked_logp_matches_exact_logp():
     prior = lambda x: m.log_prob(x, VP.lambda_min)  # noqa: E731
     err = {}
     for steps in (128, 256):
-        out = dd.sample_density_guided(m, xT, 0.55, steps=steps, solver="heun", track_logp=True, divergence="exact",
-                                       prior=prior)
+        out = dd.sample_density_guided(
+            m, xT, 0.55, steps=steps, solver="heun", track_logp=True, divergence="exact", prior=prior
+        )
         err[steps] = (out.logp - m.log_prob(out.x, VP.lambda_max)).abs().max()
     assert err[256] < 1e-2
     assert 3.0 < err[128] / err[256] < 5.0  # order 2
@@ -135,8 +146,7 @@ def test_reference_failure_case_stops_with_an_error(D):
     assert e.q == 0.7 and VP.lambda_min < e.lam <= VP.lambda_max and 1 <= e.n_bad <= 64
     assert 0.5 <= e.feasible_q < 0.7
     assert "q=0.7" in str(e) and f"λ = {e.lam:.4g}" in str(e) and f"{e.feasible_q:.4g}" in str(e)
-    ok = dd.sample_density_guided(m, xT, e.feasible_q, solver="euler", track_logp=True, divergence="exact",
-                                  prior=prior)
+    ok = dd.sample_density_guided(m, xT, e.feasible_q, solver="euler", track_logp=True, divergence="exact", prior=prior)
     assert torch.isfinite(ok.x).all()
     # on target up to Euler's O(h) error of the rule (PF-ODE at 64 steps has the same order of error)
     pf = dd.sample_density_guided(m, xT, 0.5, track_logp=True, divergence="exact", prior=prior)
@@ -145,6 +155,7 @@ def test_reference_failure_case_stops_with_an_error(D):
 
 
 # --- stochastic density guidance --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_projected_noise_is_orthogonal_to_the_score(dtype):
@@ -188,9 +199,13 @@ def test_stochastic_samples_from_one_latent_differ():
     out = dd.sample_stochastic_density_guided(m, xT, 0.5, "late", steps=128, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(out.x).all() and out.nfe == 128
     assert out.x.var(0).min() > 1e-6
-    early = dd.sample_stochastic_density_guided(m, xT, 0.5, "early", steps=128, generator=torch.Generator().manual_seed(0))
+    early = dd.sample_stochastic_density_guided(
+        m, xT, 0.5, "early", steps=128, generator=torch.Generator().manual_seed(0)
+    )
     assert early.x.var(0).mean() > 1e-6
-    again = dd.sample_stochastic_density_guided(m, xT, 0.5, "early", steps=128, generator=torch.Generator().manual_seed(0))
+    again = dd.sample_stochastic_density_guided(
+        m, xT, 0.5, "early", steps=128, generator=torch.Generator().manual_seed(0)
+    )
     assert torch.equal(early.x, again.x)  # reproducible from the generator
 
 
@@ -220,8 +235,9 @@ def test_cli_guide(tmp_path):
     from diffdensity.cli import main
 
     out = tmp_path / "g"
-    res = CliRunner().invoke(main, ["guide", "digits8", "--n", "4", "--q", "0.4,0.6", "--steps", "8",
-                                    "--eval-steps", "8", "--out", str(out)])
+    res = CliRunner().invoke(
+        main, ["guide", "digits8", "--n", "4", "--q", "0.4,0.6", "--steps", "8", "--eval-steps", "8", "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     assert "density guidance with q=0.4; average logp:" in res.output
     summ = json.loads((out / "guidance.json").read_text())
@@ -229,8 +245,10 @@ def test_cli_guide(tmp_path):
     assert all("mean" in r for r in summ["results"]["prior"])
     assert (out / "logp_vs_q.png").is_file() and (out / "density_grid.png").is_file()
     out2 = tmp_path / "t"
-    res = CliRunner().invoke(main, ["guide", "toy2d-moons", "--n", "16", "--q", "0.9", "--steps", "16",
-                                    "--eval-steps", "8", "--out", str(out2)])
+    res = CliRunner().invoke(
+        main,
+        ["guide", "toy2d-moons", "--n", "16", "--q", "0.9", "--steps", "16", "--eval-steps", "8", "--out", str(out2)],
+    )
     assert res.exit_code == 0, res.output
     row = json.loads((out2 / "guidance.json").read_text())["results"]["density"][0]
     assert "infeasible" in row and 0.5 <= row["feasible_q"] < 0.9
@@ -239,6 +257,7 @@ def test_cli_guide(tmp_path):
 
 
 # --- the feasibility monitor: no false alarms (issue 23) ---------------------------------------------------------
+
 
 def test_turning_score_under_late_noise_is_no_false_alarm():
     """D = 2, late noise, q = 0.5: noise turns some score within a step (the old check stopped here), yet every
@@ -254,8 +273,9 @@ def test_turning_score_under_late_noise_is_no_false_alarm():
             flips.append(int(((s * prev["s"]).sum(1) <= 0).sum()))
         prev["s"] = s
 
-    dd.sample_stochastic_density_guided(m, xT, 0.5, "late", generator=torch.Generator().manual_seed(0), check=False,
-                                        callback=watch)
+    dd.sample_stochastic_density_guided(
+        m, xT, 0.5, "late", generator=torch.Generator().manual_seed(0), check=False, callback=watch
+    )
     assert sum(flips) >= 1  # the old criterion's trigger is there
     prior = lambda x: m.log_prob(x, VP.lambda_min)  # noqa: E731
     kw = dict(generator=torch.Generator().manual_seed(0), track_logp=True, prior=prior)
@@ -278,8 +298,9 @@ def test_truly_infeasible_requests_still_raise(D, kind):
         if kind == "density":
             dd.sample_density_guided(m, xT, 0.7, search=False)
         else:
-            dd.sample_stochastic_density_guided(m, xT, 0.7, "late", generator=torch.Generator().manual_seed(0),
-                                                search=False)
+            dd.sample_stochastic_density_guided(
+                m, xT, 0.7, "late", generator=torch.Generator().manual_seed(0), search=False
+            )
     assert "missed the requested extra log-density" in info.value.reason or "non-finite" in info.value.reason
 
 

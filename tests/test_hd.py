@@ -1,9 +1,11 @@
 """High-density sampling (Algorithm 1, math.md §1.6) and the exact mode-tracking ODE (§1.5) on the exact oracle
 (VP, λ ∈ [−10, 10]); the checkable properties of §1.8 items 6–8."""
+
 import math
 
 import pytest
 import torch
+from conftest import make_mixture
 
 import diffdensity as dd
 from diffdensity.dynamics import HDODE
@@ -11,8 +13,6 @@ from diffdensity.integrate import integrate_ode
 from diffdensity.modes import posterior_mode_continuation, score_derivatives, transition_coefficients
 from diffdensity.sampling import split_steps, threshold_to_lam
 from diffdensity.solvers.sde import brownian_increments
-
-from conftest import make_mixture
 
 VP = dd.VP()
 LMIN, LMAX = VP.lambda_min, VP.lambda_max
@@ -87,8 +87,10 @@ def test_hd_log_density_rises_as_the_threshold_falls(D):
     m = make_mixture(D, K=3, seed=1, std=0.4).diffused(VP)
     xT = VP.sample_prior((256, D), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     pf = m.log_prob(dd.sample_ode(m, xT, steps=256, solver="heun", progress=False).x, LMAX).mean()
-    means = [m.log_prob(dd.sample_hd(m, xT, thr, steps=256, solver="heun", progress=False).x, LMAX).mean()
-             for thr in (8, 6, 4, 2, 0)]
+    means = [
+        m.log_prob(dd.sample_hd(m, xT, thr, steps=256, solver="heun", progress=False).x, LMAX).mean()
+        for thr in (8, 6, 4, 2, 0)
+    ]
     assert means[0] > pf
     assert all(b > a for a, b in zip(means, means[1:]))
     assert means[-1] - pf > 0.5
@@ -101,15 +103,27 @@ def test_tracked_log_density_along_sample_hd_ode_first():
     xT = m.sample(64, LMIN, generator=torch.Generator().manual_seed(0))
     err = {}
     for steps in (128, 256):
-        hd = dd.sample_hd(m, xT, 2.0, steps=steps, solver="heun", track_logp=True, divergence="exact",
-                          prior=exact_prior(m), progress=False)
+        hd = dd.sample_hd(
+            m,
+            xT,
+            2.0,
+            steps=steps,
+            solver="heun",
+            track_logp=True,
+            divergence="exact",
+            prior=exact_prior(m),
+            progress=False,
+        )
         assert hd.nfe == 2 * steps
         err[steps] = (hd.logp - m.log_prob(hd.x, LMAX)).abs().max()
     assert err[256] < 1.5 * err[128] / 4 and err[256] < 1e-3
     # Euler is order 1: halving
-    e = [(lambda h: (h.logp - m.log_prob(h.x, LMAX)).abs().max())(
-        dd.sample_hd(m, xT, 2.0, steps=n, track_logp=True, divergence="exact", prior=exact_prior(m), progress=False))
-        for n in (128, 256)]
+    e = [
+        (lambda h: (h.logp - m.log_prob(h.x, LMAX)).abs().max())(
+            dd.sample_hd(m, xT, 2.0, steps=n, track_logp=True, divergence="exact", prior=exact_prior(m), progress=False)
+        )
+        for n in (128, 256)
+    ]
     assert 1.6 < e[0] / e[1] < 2.4
 
 
@@ -121,7 +135,9 @@ def test_tracked_log_density_along_sample_hd_sde_first():
     m = make_mixture(D, K=3, seed=1, std=0.4).diffused(VP)
     xT = m.sample(n, LMIN, generator=torch.Generator().manual_seed(0))
     fine = 2048
-    dwf = torch.randn(fine, n, D, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * math.sqrt(10 / fine)
+    dwf = torch.randn(fine, n, D, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * math.sqrt(
+        10 / fine
+    )
     rms = []
     for f in (4, 2, 1):
         at_thr = {}
@@ -130,9 +146,20 @@ def test_tracked_log_density_along_sample_hd_sde_first():
             if abs(info["lam"]) < 1e-12 and info["logp"] is not None and "x" not in at_thr:
                 at_thr.update(x=info["x"].clone(), logp=info["logp"].clone())
 
-        hd = dd.sample_hd(m, xT, 0.0, steps=2 * fine // f, first="sde", solver="heun", track_logp=True,
-                          divergence="exact", prior=exact_prior(m), dw=brownian_increments(dwf, f), callback=grab,
-                          progress=False)
+        hd = dd.sample_hd(
+            m,
+            xT,
+            0.0,
+            steps=2 * fine // f,
+            first="sde",
+            solver="heun",
+            track_logp=True,
+            divergence="exact",
+            prior=exact_prior(m),
+            dw=brownian_increments(dwf, f),
+            callback=grab,
+            progress=False,
+        )
         err = hd.logp - m.log_prob(hd.x, LMAX)
         err_leg1 = at_thr["logp"] - m.log_prob(at_thr["x"], 0.0)
         assert (err - err_leg1).abs().max() < 1e-3  # the HD leg adds only its Heun error
@@ -182,8 +209,9 @@ def test_threshold_conversions_and_step_split():
     b = dd.sample_hd(m, xT, float(VP.lam_to_time(torch.tensor(2.0))), steps=50, threshold_kind="t", progress=False)
     assert torch.allclose(a.x, b.x, atol=1e-5)
     # threshold at λ_max: plain PF-ODE sampling; at λ_min: the HD-ODE all the way
-    assert torch.equal(dd.sample_hd(m, xT, LMAX, steps=50, progress=False).x,
-                       dd.sample_ode(m, xT, steps=50, progress=False).x)
+    assert torch.equal(
+        dd.sample_hd(m, xT, LMAX, steps=50, progress=False).x, dd.sample_ode(m, xT, steps=50, progress=False).x
+    )
     with pytest.raises(ValueError, match="first"):
         dd.sample_hd(m, xT, 2.0, first="pf")
     with pytest.raises(ValueError, match="outside"):

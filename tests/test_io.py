@@ -1,4 +1,5 @@
 """Saving and loading model folders: exact round trips and clear errors for corrupt or mismatched files."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,17 @@ def _mlp_model(param="eps", schedule=None, hidden=16):
 
 def _unet_model():
     torch.manual_seed(0)
-    net = UNet(in_channels=1, resolution=8, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,),
-               dropout=0.1, head_dim=8, norm_groups=4)
+    net = UNet(
+        in_channels=1,
+        resolution=8,
+        ch=8,
+        ch_mult=(1, 2),
+        num_res_blocks=1,
+        attn_resolutions=(4,),
+        dropout=0.1,
+        head_dim=8,
+        norm_groups=4,
+    )
     return NetworkModel(net, VP(), "eps", transform=unit_interval_transform((8, 8), (1, 8, 8), 17))
 
 
@@ -46,7 +56,12 @@ def test_round_trip_unet_exact_and_paths(tmp_path):
     m = _unet_model().eval()
     io.save(m, tmp_path / "u")
     x = torch.randn(3, 1, 8, 8)
-    for where in (tmp_path / "u", str(tmp_path / "u"), tmp_path / "u" / "config.json", tmp_path / "u" / "model.safetensors"):
+    for where in (
+        tmp_path / "u",
+        str(tmp_path / "u"),
+        tmp_path / "u" / "config.json",
+        tmp_path / "u" / "model.safetensors",
+    ):
         r = io.load(where)
         assert torch.equal(m.score(x, 1.5), r.score(x, 1.5))
         assert r.transform.levels == 17 and r.transform.model_shape == (1, 8, 8)

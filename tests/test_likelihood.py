@@ -1,13 +1,13 @@
 """log_prob, divergence estimators and bits/dim against the exact Gaussian-mixture oracle."""
+
 import math
 
 import pytest
 import torch
+from conftest import make_mixture
 
 import diffdensity as dd
 from diffdensity.evaluation import make_probes, score_and_divergence
-
-from conftest import make_mixture
 
 
 @pytest.mark.parametrize("D", [2, 64])
@@ -15,8 +15,7 @@ def test_log_prob_exact_divergence_dopri5(schedule, D):
     m = make_mixture(D, seed=D, std=0.5).diffused(schedule)
     x = m.sample(6, schedule.lambda_max, generator=torch.Generator().manual_seed(0))
     prior = lambda z: m.log_prob(z, schedule.lambda_min)  # exact p_{λmin}: no prior mismatch in the test
-    lp, nfe = dd.log_prob(m, x, divergence="exact", solver="dopri5", rtol=1e-5, atol=1e-5, prior=prior,
-                          return_nfe=True)
+    lp, nfe = dd.log_prob(m, x, divergence="exact", solver="dopri5", rtol=1e-5, atol=1e-5, prior=prior, return_nfe=True)
     assert lp.shape == (6,) and nfe > 0
     assert (lp - m.log_prob(x, schedule.lambda_max)).abs().max() < 0.01
 
@@ -49,8 +48,9 @@ def test_hutchinson_is_unbiased(kind, mode):
     n = 4000 if mode == "vjp" else 400  # forward-mode is slower per call; 4 standard errors either way
     probes = make_probes(x, n, kind, torch.Generator().manual_seed(2))
     # per-probe estimates: run one probe at a time through the estimator under test
-    ests = torch.stack([score_and_divergence(m, x, 0.0, "hutchinson", probes[i:i + 1], mode=mode)[1]
-                        for i in range(0, n, 1)][:n])
+    ests = torch.stack(
+        [score_and_divergence(m, x, 0.0, "hutchinson", probes[i : i + 1], mode=mode)[1] for i in range(0, n, 1)][:n]
+    )
     exact = m.laplacian(x, 0.0)
     se = ests.std(0) / math.sqrt(n)
     assert ((ests.mean(0) - exact).abs() < 4 * se).all()
@@ -72,8 +72,15 @@ def test_hutchinson_fixed_probe_nfe_at_most_twice_exact(schedule):
     m = make_mixture(64, seed=5, std=0.5).diffused(schedule)
     x = m.sample(8, schedule.lambda_max, generator=torch.Generator().manual_seed(0))
     _, nfe_exact = dd.log_prob(m, x, divergence="exact", return_nfe=True, control="batch")
-    lp, nfe_h = dd.log_prob(m, x, divergence="hutchinson", generator=torch.Generator().manual_seed(1),
-                            return_nfe=True, nodes=0, control="batch")  # the probe held for the solve, batch control
+    lp, nfe_h = dd.log_prob(
+        m,
+        x,
+        divergence="hutchinson",
+        generator=torch.Generator().manual_seed(1),
+        return_nfe=True,
+        nodes=0,
+        control="batch",
+    )  # the probe held for the solve, batch control
     assert nfe_h <= 2 * nfe_exact
     assert torch.isfinite(lp).all()
 
@@ -114,6 +121,7 @@ def test_float32_default_and_errors():
 
 
 # ------------------------------------------------------------------ the data's own density: the ends closed (§1.1b)
+
 
 def _benchmark_mixture(schedule, D=64):
     """The benchmarks' D = 64 oracle: 4 components at radius √D/2, std 0.3 (benchmarks/integration.py)."""
@@ -170,8 +178,9 @@ def test_log_prob_density_data_reaches_the_data_on_default_flow_matching():
     assert (lp - data).abs().mean() < 0.01
     assert (dd.log_prob(m, x, divergence="exact") - data).abs().mean() > 0.05  # the range gap that is closed
     a = float(s.alpha_sigma(torch.tensor(s.lambda_max, dtype=torch.float64))[0])
-    solve = integrate_ode(m, PFODE(s), a * x, s.lambda_max, s.lambda_min, track=True, solver="dopri5",
-                          divergence="exact", time="natural")
+    solve = integrate_ode(
+        m, PFODE(s), a * x, s.lambda_max, s.lambda_min, track=True, solver="dopri5", divergence="exact", time="natural"
+    )
     assert nfe == solve.nfe
     per_example = dd.log_prob(m, x, divergence="exact", density="data", control="example")
     assert (per_example - data).abs().mean() < 0.01
@@ -183,6 +192,7 @@ def test_log_prob_density_data_reaches_the_data_on_default_flow_matching():
 
 
 # ----------------------------------------------------------------------------------------------- bits/dim
+
 
 def _gauss_expected_logp(x_int, a, b, mu, var):
     """E_u log N(a(x+u)+b; μ, var) per sample, u ~ U[0,1)^D, in closed form: E(k + a u)² = (k + a/2)² + a²/12."""
@@ -196,14 +206,17 @@ def test_bits_per_dim_closed_form_gaussian():
     levels, D = 8, 4
     s = dd.VE()
     mu, c = 0.1, 0.6
-    m = dd.GaussianMixture(torch.full((1, D), mu, dtype=torch.float64), torch.tensor([c], dtype=torch.float64)).diffused(s)
+    m = dd.GaussianMixture(
+        torch.full((1, D), mu, dtype=torch.float64), torch.tensor([c], dtype=torch.float64)
+    ).diffused(s)
     var = c**2 + float(s.alpha_sigma(torch.tensor(s.lambda_max, dtype=torch.float64))[1]) ** 2
     prior = lambda z: m.log_prob(z, s.lambda_min)
     x_int = torch.tensor([[0, 3, 7, 4], [2, 2, 5, 6]], dtype=torch.float64)
     a, b = 2.0 / levels, -1.0
     R = 32
-    bpd = dd.bits_per_dim(m, x_int, levels=levels, repeats=R, generator=torch.Generator().manual_seed(0),
-                          divergence="exact", prior=prior)
+    bpd = dd.bits_per_dim(
+        m, x_int, levels=levels, repeats=R, generator=torch.Generator().manual_seed(0), divergence="exact", prior=prior
+    )
     exp_lp = _gauss_expected_logp(x_int, a, b, mu, var) + D * math.log(a)
     expected = -exp_lp / (D * math.log(2))
     # Monte-Carlo spread of one dequantization draw, from the exact density (no ODE): 4 standard errors
@@ -216,7 +229,9 @@ def test_bits_per_dim_closed_form_gaussian():
     # continuous data in data units: exact, no Monte Carlo
     bpd0 = dd.bits_per_dim(m, x_int + 0.5, levels=levels, dequantize="none", divergence="exact", prior=prior)
     z0 = a * (x_int + 0.5) + b
-    exact0 = -((-0.5 * math.log(2 * math.pi * var) - (z0 - mu) ** 2 / (2 * var)).sum(1) + D * math.log(a)) / (D * math.log(2))
+    exact0 = -((-0.5 * math.log(2 * math.pi * var) - (z0 - mu) ** 2 / (2 * var)).sum(1) + D * math.log(a)) / (
+        D * math.log(2)
+    )
     assert (bpd0 - exact0).abs().max() < ode_tol
 
 
@@ -251,8 +266,9 @@ def test_bits_per_dim_casts_integer_data_to_the_network_dtype():
     model = dd.NetworkModel(MLP(4, hidden=16, depth=1), dd.VP())  # float32 weights
     x64 = torch.tensor([[0.0, 3.0, 16.0, 7.0], [1.0, 1.0, 2.0, 9.0]], dtype=torch.float64)
     a = dd.bits_per_dim(model, x64, levels=17, solver="euler", steps=8, generator=torch.Generator().manual_seed(0))
-    b = dd.bits_per_dim(model, x64.to(torch.uint8), levels=17, solver="euler", steps=8,
-                        generator=torch.Generator().manual_seed(0))
+    b = dd.bits_per_dim(
+        model, x64.to(torch.uint8), levels=17, solver="euler", steps=8, generator=torch.Generator().manual_seed(0)
+    )
     assert a.dtype == torch.float32 and torch.equal(a, b) and torch.isfinite(a).all()
 
 
@@ -272,8 +288,20 @@ def test_default_euler_grid_beats_the_uniform_lambda_grid(name, gain):
     x = m.sample(64, s.lambda_max, generator=g)
     exact = m.log_prob(x, s.lambda_max).double()
     lp, nfe = dd.log_prob(m, x, divergence="exact", solver="euler", steps=64, return_nfe=True)
-    plain = integrate_ode(m, PFODE(s), x, s.lambda_max, s.lambda_min, track=True, solver="euler", steps=64,
-                          grid="lambda", time="lambda", divergence="exact", quadrature="rectangle")
+    plain = integrate_ode(
+        m,
+        PFODE(s),
+        x,
+        s.lambda_max,
+        s.lambda_min,
+        track=True,
+        solver="euler",
+        steps=64,
+        grid="lambda",
+        time="lambda",
+        divergence="exact",
+        quadrature="rectangle",
+    )
     err_default = (lp.double() - exact).abs().mean()
     err_plain = (s.prior_log_prob(plain.x).double() - plain.logp.double() - exact).abs().mean()
     assert nfe == plain.nfe == 64

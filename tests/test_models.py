@@ -1,11 +1,10 @@
 import pytest
 import torch
+from conftest import make_mixture
 from torch import nn
 
 import diffdensity as dd
 from diffdensity.models import CountingModel
-
-from conftest import make_mixture
 
 
 class ExactPrediction(nn.Module):
@@ -19,8 +18,8 @@ class ExactPrediction(nn.Module):
         a, s = self.m.schedule.alpha_sigma(lam)
         a, s = a[:, None], s[:, None]
         score = self.m.score(x, lam)
-        eps = -s * score                       # x = α x0 + σ ε, ε̂ = E[ε | x]
-        x0 = (x + s**2 * score) / a            # Tweedie
+        eps = -s * score  # x = α x0 + σ ε, ε̂ = E[ε | x]
+        x0 = (x + s**2 * score) / a  # Tweedie
         return {"eps": eps, "x0": x0, "v": a * eps - s * x0, "score": score, "flow": eps - x0}[self.p]
 
 
@@ -35,7 +34,9 @@ def test_parametrizations_reproduce_exact_score(schedule, param):
         assert (model.score(x, lam) - exact).abs().max() < 1e-6 * max(1.0, exact.abs().max().item())
     lam_b = torch.linspace(-3, 3, 32, dtype=torch.float64)  # per-sample λ
     x = torch.randn(32, 4, generator=g, dtype=torch.float64)
-    assert (model.score(x, lam_b) - m.score(x, lam_b)).abs().max() < 1e-6 * max(1.0, m.score(x, lam_b).abs().max().item())
+    assert (model.score(x, lam_b) - m.score(x, lam_b)).abs().max() < 1e-6 * max(
+        1.0, m.score(x, lam_b).abs().max().item()
+    )
 
 
 def test_model_errors():
@@ -47,8 +48,9 @@ def test_model_errors():
         CountingModel(nn.Identity())
     m = make_mixture(2).diffused(dd.VP())
     with pytest.raises(ValueError, match="batch"):
-        dd.NetworkModel(ExactPrediction(m, "eps"), dd.VP()).score(torch.zeros(4, 2, dtype=torch.float64),
-                                                                  torch.zeros(3, dtype=torch.float64))
+        dd.NetworkModel(ExactPrediction(m, "eps"), dd.VP()).score(
+            torch.zeros(4, 2, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+        )
 
 
 def test_network_dtype_mismatch_is_a_clear_error_and_float64_works():

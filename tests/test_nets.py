@@ -1,4 +1,5 @@
 """Tests for diffdensity.nets: shapes, config round trip, float64, per-sample independence, trainability."""
+
 import json
 
 import pytest
@@ -23,8 +24,20 @@ def _nets():
     yield "mlp", MLP(6, hidden=32, depth=2, emb_dim=16), (2, 3)
     yield "digits", unet_preset("digits"), SMALL["digits"]
     yield "patches16", unet_preset("patches16", ch=16), SMALL["patches16"]
-    yield "odd7", UNet(in_channels=2, resolution=7, ch=16, ch_mult=(1, 2, 2), num_res_blocks=1,
-                       attn_resolutions=(4,), dropout=0.0, norm_groups=4), (2, 7, 7)
+    yield (
+        "odd7",
+        UNet(
+            in_channels=2,
+            resolution=7,
+            ch=16,
+            ch_mult=(1, 2, 2),
+            num_res_blocks=1,
+            attn_resolutions=(4,),
+            dropout=0.0,
+            norm_groups=4,
+        ),
+        (2, 7, 7),
+    )
 
 
 @pytest.mark.parametrize("name,net,shape", list(_nets()), ids=[n for n, _, _ in _nets()])
@@ -76,7 +89,13 @@ def test_cifar10_preset_parameter_count_shape_and_config():
     print(f"cifar10 preset parameters: {n / 1e6:.2f}M")
     assert 35e6 < n < 70e6  # DDPM++ (Song et al. 2021) with this layout: ~62M
     c = net.config
-    assert (c["ch"], c["ch_mult"], c["num_res_blocks"], c["attn_resolutions"], c["dropout"]) == (128, [1, 2, 2, 2], 4, [16], 0.1)
+    assert (c["ch"], c["ch_mult"], c["num_res_blocks"], c["attn_resolutions"], c["dropout"]) == (
+        128,
+        [1, 2, 2, 2],
+        4,
+        [16],
+        0.1,
+    )
     assert (c["num_heads"], c["head_dim"]) == (8, 16)
     twin = build_net(json.loads(json.dumps(c)))
     twin.load_state_dict(net.state_dict(), strict=True)

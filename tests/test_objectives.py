@@ -1,5 +1,6 @@
 """Objectives (mirrors diffdensity.objectives): each loss is finite and trains a tiny net, each config refuses bad
 options by name, the torch-free table, one network rule for both, and no import cycle anywhere in the package."""
+
 from __future__ import annotations
 
 import ast
@@ -28,8 +29,14 @@ def _tiny(objective_name: str, **options):
     return obj, obj.setup(_DS)
 
 
-@pytest.mark.parametrize("name, options", [("denoising", {}), ("denoising", {"weighting": "quality"}),
-                                           ("distributional", {"population": 3, "schedule": "FlowMatching"})])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("denoising", {}),
+        ("denoising", {"weighting": "quality"}),
+        ("distributional", {"population": 3, "schedule": "FlowMatching"}),
+    ],
+)
 def test_each_loss_is_finite_and_its_gradient_flows(name, options):
     obj, net = _tiny(name, **options)
     assert isinstance(obj, Objective)
@@ -42,31 +49,37 @@ def test_each_loss_is_finite_and_its_gradient_flows(name, options):
     assert all(g is not None and torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.parametrize("cls, bad, match", [
-    (DenoisingConfig, {"parametrization": "eta"}, "parametrization"),
-    (DenoisingConfig, {"weighting": "nope"}, "weighting"),
-    (DenoisingConfig, {"is_bins": 0}, "is_bins"),
-    (DenoisingConfig, {"is_decay": 1.0}, "is_decay"),
-    (DenoisingConfig, {"eval_kwargs": {"solver": "rk4"}}, "rk4"),
-    (DistributionalConfig, {"population": 0}, "population"),
-    (DistributionalConfig, {"population": 1}, "population >= 2"),
-    (DistributionalConfig, {"scoring": "l2"}, "scoring"),
-    (DistributionalConfig, {"beta": 2.5}, "beta"),
-    (DistributionalConfig, {"kernel_bandwidth": 0.0}, "kernel_bandwidth"),
-    (DistributionalConfig, {"churn": 2.0}, "churn"),
-])
+@pytest.mark.parametrize(
+    "cls, bad, match",
+    [
+        (DenoisingConfig, {"parametrization": "eta"}, "parametrization"),
+        (DenoisingConfig, {"weighting": "nope"}, "weighting"),
+        (DenoisingConfig, {"is_bins": 0}, "is_bins"),
+        (DenoisingConfig, {"is_decay": 1.0}, "is_decay"),
+        (DenoisingConfig, {"eval_kwargs": {"solver": "rk4"}}, "rk4"),
+        (DistributionalConfig, {"population": 0}, "population"),
+        (DistributionalConfig, {"population": 1}, "population >= 2"),
+        (DistributionalConfig, {"scoring": "l2"}, "scoring"),
+        (DistributionalConfig, {"beta": 2.5}, "beta"),
+        (DistributionalConfig, {"kernel_bandwidth": 0.0}, "kernel_bandwidth"),
+        (DistributionalConfig, {"churn": 2.0}, "churn"),
+    ],
+)
 def test_each_config_refuses_a_bad_value_by_name(cls, bad, match):
     with pytest.raises(ValueError, match=match):
         cls(**bad)
 
 
-@pytest.mark.parametrize("objective, bad, match", [("denoising", {"is_bins": 0}, "is_bins"),
-                                                   ("distributional", {"scoring": "l2"}, "scoring")])
+@pytest.mark.parametrize(
+    "objective, bad, match",
+    [("denoising", {"is_bins": 0}, "is_bins"), ("distributional", {"scoring": "l2"}, "scoring")],
+)
 def test_the_training_config_checks_its_objectives_options(objective, bad, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(objective=objective, steps=1, out="x", **bad).validate()
-    TrainConfig(objective="distributional" if objective == "denoising" else "denoising", steps=1, out="x",
-                **bad).validate()  # another objective's options are not its business
+    TrainConfig(
+        objective="distributional" if objective == "denoising" else "denoising", steps=1, out="x", **bad
+    ).validate()  # another objective's options are not its business
 
 
 def test_objective_configs_agree_with_the_training_config_defaults():
@@ -149,8 +162,9 @@ def _import_graph() -> dict[str, set[str]]:
     graph = {}
     for mod, path in files.items():
         tree = ast.parse(path.read_text(), str(path))
-        graph[mod] = set().union(*[_targets(n, mod, path.name == "__init__.py", set(files))
-                                   for n in _top_level_imports(tree)])
+        graph[mod] = set().union(
+            *[_targets(n, mod, path.name == "__init__.py", set(files)) for n in _top_level_imports(tree)]
+        )
     return graph
 
 
@@ -162,7 +176,7 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(m)
         for n in sorted(graph.get(m, ())):
             if state.get(n) == 1:
-                return stack[stack.index(n):] + [n]
+                return stack[stack.index(n) :] + [n]
             if n not in state and (found := visit(n)):
                 return found
         stack.pop()
@@ -181,7 +195,9 @@ def test_the_package_has_no_module_level_import_cycle():
     for module, targets in graph.items():  # the trainer knows the protocol and the table, not the objectives
         if module.startswith("diffdensity.training"):
             assert {t for t in targets if t.startswith("diffdensity.objectives")} <= {
-                "diffdensity.objectives", "diffdensity.objectives.protocol"}, module
+                "diffdensity.objectives",
+                "diffdensity.objectives.protocol",
+            }, module
     cycle = _find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 

@@ -2,10 +2,9 @@ import math
 
 import pytest
 import torch
+from conftest import make_mixture
 
 import diffdensity as dd
-
-from conftest import make_mixture
 
 
 def autograd_score(m, x, lam):

@@ -1,6 +1,7 @@
 """The one output writer (diffdensity._io_utils): atomic, never through links, never over earlier results or the
 command's own inputs without --overwrite, one command per output folder, a full disk reported and the old file
 kept; and the resume key of a likelihood evaluation (data, split, model, every value-changing setting)."""
+
 import errno
 import json
 
@@ -56,9 +57,13 @@ def test_log_prob_never_replaces_its_input_or_an_earlier_result(tmp_path):
     assert r.exit_code == 1 and "--overwrite" in r.output and "earlier" in (tmp_path / "lp.json").read_text()
 
 
-@pytest.mark.parametrize("cmd", [["likelihood", "digits8", "--n", "2", *FAST],
-                                 ["guide", "toy2d-moons", "--n", "2", "--q", "0.5", "--steps", "2",
-                                  "--eval-steps", "2"]])
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        ["likelihood", "digits8", "--n", "2", *FAST],
+        ["guide", "toy2d-moons", "--n", "2", "--q", "0.5", "--steps", "2", "--eval-steps", "2"],
+    ],
+)
 def test_commands_refuse_folders_holding_other_results(tmp_path, cmd):
     out = tmp_path / "d"
     assert _run("sample", "toy2d-moons", "--n", "2", "--steps", "2", "--out", out).exit_code == 0
@@ -125,9 +130,13 @@ def test_a_resumed_evaluation_with_other_data_split_model_or_setting_is_refused(
     other = dd.load("digits8")
     with torch.no_grad():
         next(other.net.parameters()).add_(1e-3)
-    cases = {"data": dict(dataset=x.flip(0)), "split": dict(identity={"split": "train", "autocast": "no"}),
-             "autocast": dict(identity={"split": "test", "autocast": "bf16"}), "model": dict(model=other),
-             "repeats": dict(repeats=2)}
+    cases = {
+        "data": dict(dataset=x.flip(0)),
+        "split": dict(identity={"split": "train", "autocast": "no"}),
+        "autocast": dict(identity={"split": "test", "autocast": "bf16"}),
+        "model": dict(model=other),
+        "repeats": dict(repeats=2),
+    }
     for name, change in cases.items():
         args = {"model": m, "dataset": x, "identity": {"split": "test", "autocast": "no"}, **kw, **change}
         with pytest.raises(ValueError, match="different evaluation"):

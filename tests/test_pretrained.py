@@ -1,5 +1,6 @@
 """Shipped models: ``patches16`` loads with the right shapes and transform and beats the Gaussian baseline on a few
 held-out patches; the model cards' numbers are reproducible (slow: `make slow`)."""
+
 from __future__ import annotations
 
 import math

@@ -1,14 +1,14 @@
 """The quadrature scheme of log_prob (math.md §I.4): unbiased, calibrated standard errors, precision=, and an
 example's value independent of its batch — all on the exact mixture oracle."""
+
 import math
 
 import pytest
 import torch
+from conftest import make_mixture
 
 import diffdensity as dd
 from diffdensity.quadrature import ExampleStreams, gauss_legendre
-
-from conftest import make_mixture
 
 
 def _oracle(D, n, seed=0):
@@ -65,7 +65,7 @@ def test_an_example_is_the_same_alone_and_in_a_batch_of_64():
     m, x, _ = _oracle(16, 64)
     batch = dd.log_prob(m, x)
     for i in (0, 17, 63):
-        alone = dd.log_prob(m, x[i:i + 1])
+        alone = dd.log_prob(m, x[i : i + 1])
         assert abs(float(alone[0] - batch[i])) < 1e-3
     chunked = dd.log_prob(m, x, batch_size=10)  # memory bounded by chunks: the same numbers
     assert float((chunked - batch).abs().max()) < 1e-3

@@ -1,4 +1,5 @@
 """The registries are the only lists of solvers, samplers and guidance rules (issue 20)."""
+
 import ast
 import inspect
 from pathlib import Path
@@ -64,6 +65,8 @@ def test_no_module_outside_solvers_compares_a_solver_name_to_a_string():
     for path in SRC.rglob("*.py"):
         if "solvers" in path.relative_to(SRC).parts or path.name == "registry.py":
             continue
-        found += [f"{path.relative_to(SRC)}:{line} ({name!r})"
-                  for line, name in _solver_name_comparisons(ast.parse(path.read_text()))]
+        found += [
+            f"{path.relative_to(SRC)}:{line} ({name!r})"
+            for line, name in _solver_name_comparisons(ast.parse(path.read_text()))
+        ]
     assert not found, found

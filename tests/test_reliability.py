@@ -1,16 +1,16 @@
 """Reliability (issue 13): bad inputs get a clear ValueError/TypeError, failures stop with an error naming λ,
 nothing returns silent NaNs or wrong numbers; a hypothesis fuzz over the public functions' numeric arguments."""
+
 import warnings
 
 import pytest
 import torch
+from conftest import make_mixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import diffdensity as dd
 from diffdensity._checks import NonFiniteError
-
-from conftest import make_mixture
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +31,21 @@ BAD_INPUTS = [
     ("steps with dopri5", lambda m: dd.sample_ode(m, torch.zeros(2, 1, 8, 8), steps=10, solver="dopri5"), "dopri5"),
     ("steps with dopri5 (log_prob)", lambda m: dd.log_prob(m, torch.zeros(2, 1, 8, 8), steps=10), "dopri5"),
     ("n_probes=10**6", lambda m: dd.log_prob(m, torch.zeros(2, 1, 8, 8), n_probes=10**6), "n_probes"),
-    ("negative chunk_size", lambda m: dd.log_prob(m, torch.zeros(2, 1, 8, 8), divergence="exact", chunk_size=-3),
-     "chunk_size"),
+    (
+        "negative chunk_size",
+        lambda m: dd.log_prob(m, torch.zeros(2, 1, 8, 8), divergence="exact", chunk_size=-3),
+        "chunk_size",
+    ),
     ("λ outside the schedule", lambda m: m.score(torch.zeros(2, 1, 8, 8), 30.0), "outside"),
     ("load(None)", lambda m: dd.load(None), "model"),
     ("load onto a missing GPU", lambda m: dd.load("digits8", device="cuda:7"), "device"),
     ("mixture with no components", lambda m: dd.GaussianMixture(torch.zeros(0, 2), torch.ones(0)), "component"),
     ("unknown tracker", lambda m: dd.sample_sde(m, torch.zeros(2, 1, 8, 8), tracker="milstein"), "tracker"),
-    ("network output of the wrong shape",
-     lambda m: dd.sample_ode(dd.NetworkModel(lambda x, lam: x[:, :1], dd.VP()), torch.zeros(2, 3), steps=4),
-     "shaped like x"),
+    (
+        "network output of the wrong shape",
+        lambda m: dd.sample_ode(dd.NetworkModel(lambda x, lam: x[:, :1], dd.VP()), torch.zeros(2, 3), steps=4),
+        "shaped like x",
+    ),
 ]
 
 
@@ -104,15 +109,24 @@ def test_train_mode_warns_once(digits):
 
 def test_fp16_training_on_cpu_is_refused(tmp_path):
     with pytest.raises(ValueError, match="fp16"):
-        dd.train(dataset="8gaussians", net="mlp", steps=2, out=str(tmp_path / "r"), mixed_precision="fp16",
-                 cpu=True, progress=False, eval_final=False)
+        dd.train(
+            dataset="8gaussians",
+            net="mlp",
+            steps=2,
+            out=str(tmp_path / "r"),
+            mixed_precision="fp16",
+            cpu=True,
+            progress=False,
+            eval_final=False,
+        )
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
 
 
 # ------------------------------------------------------------------ fuzz: a clear error or a finite result
 ORACLE = make_mixture(2, seed=3).diffused(dd.VP())
-NUM = st.one_of(st.integers(-5, 300), st.floats(allow_nan=True, allow_infinity=True, width=32), st.booleans(),
-                st.none())
+NUM = st.one_of(
+    st.integers(-5, 300), st.floats(allow_nan=True, allow_infinity=True, width=32), st.booleans(), st.none()
+)
 
 
 def _clear_or_finite(call):
@@ -139,8 +153,11 @@ def test_fuzz_samplers_and_oracle(steps, lam, std):
     xT = torch.randn(2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     small = steps if isinstance(steps, int) and not isinstance(steps, bool) and steps <= 64 else 3
     _clear_or_finite(lambda: dd.sample_sde(ORACLE, xT, steps=small if steps is not None else steps))
-    _clear_or_finite(lambda: dd.sample_ode(ORACLE, xT, steps=small if steps is not None else steps, track_logp=True,
-                                           divergence="exact"))
+    _clear_or_finite(
+        lambda: dd.sample_ode(
+            ORACLE, xT, steps=small if steps is not None else steps, track_logp=True, divergence="exact"
+        )
+    )
     _clear_or_finite(lambda: ORACLE.log_prob(xT, lam))
     _clear_or_finite(lambda: dd.GaussianMixture(torch.zeros(1, 2), [std]).log_prob(xT))
 
@@ -158,33 +175,78 @@ def _guided_nan():
 
 
 CONTRACT = [
-    ("float64 output for float32 input", lambda: dd.sample_ode(
-        dd.NetworkModel(lambda x, lam: x.double(), dd.VP()), torch.zeros(2, 3), steps=2), TypeError, "x's dtype"),
-    ("integer output", lambda: dd.sample_sde(
-        dd.NetworkModel(lambda x, lam: x.long(), dd.VP()), torch.zeros(2, 3), steps=2), TypeError, "x's dtype"),
-    ("network under no_grad", lambda: dd.sample_ode(dd.NetworkModel(_NoGrad(), dd.VP()), torch.ones(2, 3), steps=2,
-                                                     track_logp=True), ValueError, "no_grad"),
-    ("sample_ddim of a NaN network", lambda: dd.sample_ddim(NAN_NET, torch.zeros(2, 3), steps=2), NonFiniteError,
-     "sample_ddim: NaN"),
-    ("score_alignment of a NaN network", lambda: dd.score_alignment(NAN_NET, torch.zeros(2, 3), 1.0, steps=2),
-     NonFiniteError, "score_alignment: NaN"),
-    ("energy_distance of NaN", lambda: dd.energy_distance(torch.full((3, 2), float("nan")), torch.zeros(3, 2)),
-     ValueError, "NaN"),
-    ("energy_distance of empty samples", lambda: dd.energy_distance(torch.zeros(3, 0), torch.zeros(3, 0)),
-     ValueError, "empty"),
+    (
+        "float64 output for float32 input",
+        lambda: dd.sample_ode(dd.NetworkModel(lambda x, lam: x.double(), dd.VP()), torch.zeros(2, 3), steps=2),
+        TypeError,
+        "x's dtype",
+    ),
+    (
+        "integer output",
+        lambda: dd.sample_sde(dd.NetworkModel(lambda x, lam: x.long(), dd.VP()), torch.zeros(2, 3), steps=2),
+        TypeError,
+        "x's dtype",
+    ),
+    (
+        "network under no_grad",
+        lambda: dd.sample_ode(dd.NetworkModel(_NoGrad(), dd.VP()), torch.ones(2, 3), steps=2, track_logp=True),
+        ValueError,
+        "no_grad",
+    ),
+    (
+        "sample_ddim of a NaN network",
+        lambda: dd.sample_ddim(NAN_NET, torch.zeros(2, 3), steps=2),
+        NonFiniteError,
+        "sample_ddim: NaN",
+    ),
+    (
+        "score_alignment of a NaN network",
+        lambda: dd.score_alignment(NAN_NET, torch.zeros(2, 3), 1.0, steps=2),
+        NonFiniteError,
+        "score_alignment: NaN",
+    ),
+    (
+        "energy_distance of NaN",
+        lambda: dd.energy_distance(torch.full((3, 2), float("nan")), torch.zeros(3, 2)),
+        ValueError,
+        "NaN",
+    ),
+    (
+        "energy_distance of empty samples",
+        lambda: dd.energy_distance(torch.zeros(3, 0), torch.zeros(3, 0)),
+        ValueError,
+        "empty",
+    ),
     ("alignment_fraction of nothing", lambda: dd.alignment_fraction(torch.zeros(0)), ValueError, "non-empty"),
     ("alignment_fraction of NaN", lambda: dd.alignment_fraction(torch.tensor([float("nan")])), ValueError, "finite"),
     ("GaussianMixture.sample(-1)", lambda: dd.GaussianMixture(torch.zeros(1, 2), [1.0]).sample(-1), ValueError, "n=-1"),
-    ("stds of 1e-300", lambda: dd.GaussianMixture(torch.zeros(1, 2, dtype=torch.float64), [1e-300]), ValueError,
-     "stds"),
+    (
+        "stds of 1e-300",
+        lambda: dd.GaussianMixture(torch.zeros(1, 2, dtype=torch.float64), [1e-300]),
+        ValueError,
+        "stds",
+    ),
     ("Guided(guidance_scale=nan)", _guided_nan, ValueError, "guidance_scale"),
-    ("track_logp='no'", lambda: dd.sample_ode(make_mixture(2).diffused(dd.VP()), torch.zeros(2, 2), steps=2,
-                                              track_logp="no"), TypeError, "track_logp"),
-    ("a list of generators for a sampler", lambda: dd.sample_sde(ORACLE, torch.zeros(2, 2), steps=2,
-                                                                 generator=[torch.Generator()]), TypeError, "list"),
-    ("a prior of the wrong shape", lambda: dd.sample_ode(ORACLE, torch.zeros(2, 2, dtype=torch.float64), steps=2,
-                                                         track_logp=True, prior=lambda x: torch.zeros(2, 2)),
-     ValueError, "one log-density per sample"),
+    (
+        "track_logp='no'",
+        lambda: dd.sample_ode(make_mixture(2).diffused(dd.VP()), torch.zeros(2, 2), steps=2, track_logp="no"),
+        TypeError,
+        "track_logp",
+    ),
+    (
+        "a list of generators for a sampler",
+        lambda: dd.sample_sde(ORACLE, torch.zeros(2, 2), steps=2, generator=[torch.Generator()]),
+        TypeError,
+        "list",
+    ),
+    (
+        "a prior of the wrong shape",
+        lambda: dd.sample_ode(
+            ORACLE, torch.zeros(2, 2, dtype=torch.float64), steps=2, track_logp=True, prior=lambda x: torch.zeros(2, 2)
+        ),
+        ValueError,
+        "one log-density per sample",
+    ),
 ]
 
 
@@ -202,15 +264,23 @@ def test_an_int_seed_is_a_generator():
     from diffdensity.sampling import sample
 
     assert torch.equal(sample(ORACLE, xT, "sde", 4, 42).x, a.x)
-    assert torch.equal(ORACLE.sample(3, 1.0, generator=7), ORACLE.sample(3, 1.0, generator=torch.Generator().manual_seed(7)))
+    assert torch.equal(
+        ORACLE.sample(3, 1.0, generator=7), ORACLE.sample(3, 1.0, generator=torch.Generator().manual_seed(7))
+    )
     with pytest.raises(TypeError, match="int seed"):
         dd.sample_sde(ORACLE, xT, steps=4, generator="42")
 
 
 def test_a_prior_returning_b_by_1_gives_one_value_per_sample():
     xT = torch.zeros(3, 2, dtype=torch.float64)
-    out = dd.sample_ode(ORACLE, xT, steps=2, track_logp=True, divergence="exact",
-                        prior=lambda x: ORACLE.log_prob(x, ORACLE.schedule.lambda_min)[:, None])
+    out = dd.sample_ode(
+        ORACLE,
+        xT,
+        steps=2,
+        track_logp=True,
+        divergence="exact",
+        prior=lambda x: ORACLE.log_prob(x, ORACLE.schedule.lambda_min)[:, None],
+    )
     assert out.logp.shape == (3,)
 
 
@@ -248,8 +318,23 @@ def test_a_wide_but_resolvable_range_gives_the_closed_form():
 
 # ------------------------------------------------------------------ issue 24: training runs are never lost
 def _toy_run(out, **kw):
-    return {**dict(dataset="8gaussians", net="mlp", hidden=16, depth=1, steps=4, checkpoint_every=2, batch_size=16,
-                   out=str(out), progress=False, eval_final=False, cpu=True, log_every=1), **kw}
+    return {
+        **dict(
+            dataset="8gaussians",
+            net="mlp",
+            hidden=16,
+            depth=1,
+            steps=4,
+            checkpoint_every=2,
+            batch_size=16,
+            out=str(out),
+            progress=False,
+            eval_final=False,
+            cpu=True,
+            log_every=1,
+        ),
+        **kw,
+    }
 
 
 def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_resumes(tmp_path, monkeypatch):
@@ -261,8 +346,10 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_resumes(tmp_
     def full_disk(obj, f, *a, **k):
         calls.append(1)
         if len(calls) == 2:  # the step-4 checkpoint: the disk is full
-            raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file "
-                               "data/0: file write failed")
+            raise RuntimeError(
+                "[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file "
+                "data/0: file write failed"
+            )
         return real(obj, f, *a, **k)
 
     monkeypatch.setattr(ck.torch, "save", full_disk)
@@ -313,9 +400,8 @@ def test_final_evaluation_interrupted_leaves_a_resumable_checkpoint(tmp_path, mo
 
 def test_a_diffusers_model_refuses_another_sample_size():
     pytest.importorskip("diffusers")
-    from test_adapters import tiny_unet
-
     from diffusers import DDPMScheduler
+    from test_adapters import tiny_unet
 
     m = dd.from_diffusers(tiny_unet(attn=False), DDPMScheduler(num_train_timesteps=1000))
     m.score(torch.zeros(2, 1, 8, 8), 0.0)
@@ -350,6 +436,7 @@ def test_evaluate_bits_per_dim_input_errors(digits):
 def test_guided_samplers_take_an_int_seed():
     xT = torch.zeros(3, 2, dtype=torch.float64)
     a = dd.sample_stochastic_density_guided(ORACLE, xT, 0.5, "late", steps=64, generator=5, check=False)
-    b = dd.sample_stochastic_density_guided(ORACLE, xT, 0.5, "late", steps=64, check=False,
-                                            generator=torch.Generator().manual_seed(5))
+    b = dd.sample_stochastic_density_guided(
+        ORACLE, xT, 0.5, "late", steps=64, check=False, generator=torch.Generator().manual_seed(5)
+    )
     assert torch.equal(a.x, b.x)

@@ -1,5 +1,6 @@
 """The HTML report: panels from analysis folders, every number in a table, and an end-to-end check in headless
 Chromium that every image loads and the page logs no console error."""
+
 import json
 import shutil
 import subprocess
@@ -14,14 +15,19 @@ from click.testing import CliRunner
 from diffdensity.cli import main
 from diffdensity.report import build_report
 
-CHROMIUM_HELP = ("headless Chromium is needed for this test: `make test` installs Debian's `chromium` package when "
-                 "it is missing; by hand: `sudo apt-get install chromium` (Debian/Ubuntu).")
+CHROMIUM_HELP = (
+    "headless Chromium is needed for this test: `make test` installs Debian's `chromium` package when "
+    "it is missing; by hand: `sudo apt-get install chromium` (Debian/Ubuntu)."
+)
 
 
 def _analysis(folder, name, values):
     folder.mkdir(parents=True)
-    (folder / f"{name}.json").write_text(json.dumps({"analysis": name, "mean_logp": values, "n": len(values),
-                                                      "solver": {"name": "dopri5", "rtol": 1e-5}}))
+    (folder / f"{name}.json").write_text(
+        json.dumps(
+            {"analysis": name, "mean_logp": values, "n": len(values), "solver": {"name": "dopri5", "rtol": 1e-5}}
+        )
+    )
     fig, ax = plt.subplots(figsize=(3, 2))
     ax.plot(values)
     fig.savefig(folder / f"{name}.png", dpi=50)
@@ -53,10 +59,22 @@ def chromium():
 
 def open_in_chromium(index):
     """(DOM after load, stderr) of headless Chromium; console messages go to stderr with --enable-logging."""
-    args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--enable-logging=stderr", "--v=0",
-            f"--user-data-dir={index.parent / '.chromium'}", "--virtual-time-budget=5000", "--dump-dom",
-            index.resolve().as_uri()]
+    args = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--user-data-dir={index.parent / '.chromium'}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        index.resolve().as_uri(),
+    ]
     r = subprocess.run(args, capture_output=True, text=True, timeout=120)
     return r.stdout, r.stderr
 
@@ -77,6 +95,7 @@ def test_report_opens_in_headless_chromium(tmp_path):
 
 # --- summary first: findings with numbers and verdicts, readable at 1400 px and on a phone (issue 23) -------------
 
+
 def _panels(root, blur_falls=True):
     """Analysis folders shaped like the demo's, with per-sample numbers (8 images) and one pixel grid."""
     import numpy as np
@@ -85,22 +104,58 @@ def _panels(root, blur_falls=True):
     rng = np.random.default_rng(0)
     pf = list(rng.normal(50, 5, 8))
     data = {
-        "threshold": {"threshold_sweep": {"thresholds": [8.0, 0.0], "pf_ode": {"mean": 50.0, "sem": 1.8, "logp": pf},
-                      "sde": {"mean": 48.0, "sem": 2.0, "n": 8},
-                      "hd": {"8": {"mean": 55.0, "sem": 1.8, "logp": [v + 5 for v in pf]},
-                             "0": {"mean": 70.0, "sem": 1.8, "logp": [v + 20 + rng.normal() for v in pf]}}}},
-        "png": {"compression": {"analysis": "png", "sets": {"samples": {
-            "logp_vs_png": {"spearman": -0.8, "pearson": -0.7, "n": 8},
-            "per_sample": {"logp": list(range(8)), "png": list(range(100, 92, -1))}}}}},
-        "blur": {"blur": {"sigmas": [0.0, 1.0], "monotone_fraction": 0.0 if blur_falls else 1.0,
-                          "logp": [pf, [v - 30 if blur_falls else v + 30 for v in pf]]}},
-        "fig4": {"ode_sde": {"models": {"m": {"gap": {"mean": 0.3, "sem": 0.5, "n": 8}, "sde_tracked": {"mean": 50.3},
-                                              "pf_ode": {"mean": 50.0}}}}},
-        "guidance": {"guidance": {"analysis": "guidance", "results": {
-            "density": [{"q": 0.3, "mean": 10.0, "sem": 2.0}, {"q": 0.6, "mean": 60.0, "sem": 2.0}],
-            "prior": [{"q": 0.3, "mean": 40.0, "sem": 2.0}, {"q": 0.6, "mean": 41.0, "sem": 2.0}]}}},
-        "likelihood": {"likelihood": {"analysis": "likelihood", "model": "m", "bits_per_dim": 1.75, "sem": 0.02,
-                                      "n": 16}},
+        "threshold": {
+            "threshold_sweep": {
+                "thresholds": [8.0, 0.0],
+                "pf_ode": {"mean": 50.0, "sem": 1.8, "logp": pf},
+                "sde": {"mean": 48.0, "sem": 2.0, "n": 8},
+                "hd": {
+                    "8": {"mean": 55.0, "sem": 1.8, "logp": [v + 5 for v in pf]},
+                    "0": {"mean": 70.0, "sem": 1.8, "logp": [v + 20 + rng.normal() for v in pf]},
+                },
+            }
+        },
+        "png": {
+            "compression": {
+                "analysis": "png",
+                "sets": {
+                    "samples": {
+                        "logp_vs_png": {"spearman": -0.8, "pearson": -0.7, "n": 8},
+                        "per_sample": {"logp": list(range(8)), "png": list(range(100, 92, -1))},
+                    }
+                },
+            }
+        },
+        "blur": {
+            "blur": {
+                "sigmas": [0.0, 1.0],
+                "monotone_fraction": 0.0 if blur_falls else 1.0,
+                "logp": [pf, [v - 30 if blur_falls else v + 30 for v in pf]],
+            }
+        },
+        "fig4": {
+            "ode_sde": {
+                "models": {
+                    "m": {
+                        "gap": {"mean": 0.3, "sem": 0.5, "n": 8},
+                        "sde_tracked": {"mean": 50.3},
+                        "pf_ode": {"mean": 50.0},
+                    }
+                }
+            }
+        },
+        "guidance": {
+            "guidance": {
+                "analysis": "guidance",
+                "results": {
+                    "density": [{"q": 0.3, "mean": 10.0, "sem": 2.0}, {"q": 0.6, "mean": 60.0, "sem": 2.0}],
+                    "prior": [{"q": 0.3, "mean": 40.0, "sem": 2.0}, {"q": 0.6, "mean": 41.0, "sem": 2.0}],
+                },
+            }
+        },
+        "likelihood": {
+            "likelihood": {"analysis": "likelihood", "model": "m", "bits_per_dim": 1.75, "sem": 0.02, "n": 16}
+        },
     }
     for panel, files in data.items():
         (root / panel).mkdir(parents=True)
@@ -112,9 +167,18 @@ def _panels(root, blur_falls=True):
 
 def _chromium_at(index, size, *extra):
     w, h = size
-    args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--window-size={w},{h}",
-            f"--user-data-dir={index.parent / '.chromium'}", "--virtual-time-budget=5000", *extra,
-            index.resolve().as_uri()]
+    args = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        f"--window-size={w},{h}",
+        f"--user-data-dir={index.parent / '.chromium'}",
+        "--virtual-time-budget=5000",
+        *extra,
+        index.resolve().as_uri(),
+    ]
     return subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=index.parent).stdout
 
 
@@ -126,7 +190,8 @@ def _framed(index, w, h):
         f"<!doctype html><html><body style='margin:0'><iframe id='f' src='index.html' width='{w}' height='{h}' "
         "style='border:0'></iframe><script>document.getElementById('f').addEventListener('load',function(){"
         "var b=this.contentDocument.body;for(var i=0;i<b.attributes.length;i++){var a=b.attributes[i];"
-        "document.body.setAttribute(a.name,a.value);}});</script></body></html>")
+        "document.body.setAttribute(a.name,a.value);}});</script></body></html>"
+    )
     dom = _chromium_at(harness, (max(w, 800) + 40, h + 200), "--allow-file-access-from-files", "--dump-dom")
     return dom.split("<iframe")[0]
 
@@ -167,4 +232,4 @@ def test_verdicts_follow_the_data():
     assert -1 < lo < -0.8 < hi < 0 and interval_verdict(lo, hi, sign=-1) == "holds"
     assert interval_verdict(-0.2, 0.3) == "within noise"
     m, se = paired([2.0, 3.0, 4.0], [1.0, 1.0, 1.0])
-    assert m == 2.0 and abs(se - (1.0 / 3 ** 0.5)) < 1e-12
+    assert m == 2.0 and abs(se - (1.0 / 3**0.5)) < 1e-12

@@ -1,4 +1,5 @@
 """training/runfolder.py: one run per folder (protection, lock), leftovers removed, the log cut back on resume."""
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,24 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def _cfg(out, **kw):
-    base = dict(dataset="8gaussians", dataset_kwargs={"n_train": 256, "n_test": 32}, net="mlp", hidden=16, depth=1,
-                steps=6, batch_size=16, lr=1e-3, warmup=2, log_every=1, checkpoint_every=5, eval_final=False,
-                progress=False, threads=1, out=str(out), seed=1)
+    base = dict(
+        dataset="8gaussians",
+        dataset_kwargs={"n_train": 256, "n_test": 32},
+        net="mlp",
+        hidden=16,
+        depth=1,
+        steps=6,
+        batch_size=16,
+        lr=1e-3,
+        warmup=2,
+        log_every=1,
+        checkpoint_every=5,
+        eval_final=False,
+        progress=False,
+        threads=1,
+        out=str(out),
+        seed=1,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -80,8 +96,9 @@ def test_a_second_trainer_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
 
 def _acquire_from_other_process(out):
     code = f"from diffdensity.training.runfolder import RunLock; RunLock({str(out)!r}).acquire()"
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": SRC})
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": SRC}
+    )
     if p.returncode:
         raise ValueError(p.stderr.strip().splitlines()[-1])
 
@@ -114,8 +131,13 @@ def test_sigkill_then_resume_cleans_up_and_logs_each_step_once(tmp_path):
     kw = dict(steps=40, checkpoint_every=10)
     out = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": SRC}
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED, repr(_cfg(out, **kw).to_dict())],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED, repr(_cfg(out, **kw).to_dict())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert "STEP13" in proc.stdout.readline(), proc.stderr.read()
         proc.send_signal(signal.SIGKILL)

@@ -1,5 +1,6 @@
 """The safe readers (diffdensity.safe_read): a table of hostile files per format, each refused with a clear
 ValueError, nothing executed, crashed, allocated beyond the caps or read from outside the folder given."""
+
 import json
 import os
 import pickle
@@ -12,8 +13,12 @@ from diffdensity.data import load_dataset
 
 
 def _batch(n=3, over=None):
-    d = {b"batch_label": b"x", b"labels": list(range(n)), b"data": np.arange(n * 3072, dtype=np.uint64).astype(np.uint8)
-         .reshape(n, 3072), b"filenames": [b"a.png"] * n}
+    d = {
+        b"batch_label": b"x",
+        b"labels": list(range(n)),
+        b"data": np.arange(n * 3072, dtype=np.uint64).astype(np.uint8).reshape(n, 3072),
+        b"filenames": [b"a.png"] * n,
+    }
     d.update(over or {})
     return d
 
@@ -48,8 +53,11 @@ HOSTILE_BATCHES = [
     ("code execution", lambda: _Reduce(os.system, ("echo pwned",)), "refusing to load global"),
     ("object field set through dtype.__setstate__", _object_field_dtype, "uint8"),
     ("memo amplification of a list", _amplified, "labels"),
-    ("shape larger than the bytes", lambda: {b"data": _array((10**6, 3072), bytes(3072)), b"labels": [0]},
-     "claims shape"),
+    (
+        "shape larger than the bytes",
+        lambda: {b"data": _array((10**6, 3072), bytes(3072)), b"labels": [0]},
+        "claims shape",
+    ),
     ("float data", lambda: _batch(over={b"data": np.zeros((3, 3072), np.float32)}), "uint8"),
     ("wrong row length", lambda: _batch(over={b"data": np.zeros((3, 100), np.uint8)}), "3072"),
     ("labels of bytes", lambda: _batch(over={b"labels": [b"x"] * 3}), "labels"),
@@ -66,11 +74,14 @@ def test_hostile_cifar_batches_are_refused(tmp_path, name, make, match):
         sr.read_cifar_batch(path)
 
 
-@pytest.mark.parametrize("raw,match", [
-    (b"\x80\x02\x82\x01.", "EXT1"),  # copyreg extension registry: a global lookup outside find_class
-    (b"\x80\x02T\xff\xff\xff\x7fabc.", "could not read"),  # a length far beyond the file
-    (b"\x80\x02(I1\n\x81.", "NEWOBJ"),
-])
+@pytest.mark.parametrize(
+    "raw,match",
+    [
+        (b"\x80\x02\x82\x01.", "EXT1"),  # copyreg extension registry: a global lookup outside find_class
+        (b"\x80\x02T\xff\xff\xff\x7fabc.", "could not read"),  # a length far beyond the file
+        (b"\x80\x02(I1\n\x81.", "NEWOBJ"),
+    ],
+)
 def test_hostile_pickle_opcodes_are_refused(tmp_path, raw, match):
     path = tmp_path / "b"
     path.write_bytes(raw)
@@ -181,10 +192,10 @@ def folder(tmp_path):
 def _rewrite_header(path, edit):
     raw = path.read_bytes()
     n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
+    header = json.loads(raw[8 : 8 + n])
     edit(header)
     text = json.dumps(header).encode()
-    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n :])
 
 
 def _overlap(h):
@@ -198,20 +209,45 @@ def _overlap(h):
 
 HOSTILE_FOLDERS = [
     ("overlapping tensor offsets", lambda f: _rewrite_header(f / "model.safetensors", _overlap), "overlap|gap|span"),
-    ("a size that does not match the shape",
-     lambda f: _rewrite_header(f / "model.safetensors", lambda h: h[next(k for k in h if k != "__metadata__")].update(
-         shape=[10**6])), "claims shape"),
-    ("100,000-deep config.json", lambda f: (f / "config.json").write_text("[" * 100000 + "]" * 100000),
-     "nested deeper"),
-    ("lambda_min as a string", lambda f: (f / "config.json").write_text(
-        (f / "config.json").read_text().replace('"lambda_min": -10.0', '"lambda_min": "-10"')), "must be numbers"),
-    ("net that is not an object", lambda f: (f / "config.json").write_text(
-        json.dumps({**json.loads((f / "config.json").read_text()), "net": [1, 2]})), "net must be an object"),
-    ("weights linked from outside", lambda f: ((f / "model.safetensors").rename(f.parent / "elsewhere"),
-                                               (f / "model.safetensors").symlink_to(f.parent / "elsewhere")),
-     "outside the folder"),
-    ("truncated weights", lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:-7]),
-     "truncated"),
+    (
+        "a size that does not match the shape",
+        lambda f: _rewrite_header(
+            f / "model.safetensors", lambda h: h[next(k for k in h if k != "__metadata__")].update(shape=[10**6])
+        ),
+        "claims shape",
+    ),
+    (
+        "100,000-deep config.json",
+        lambda f: (f / "config.json").write_text("[" * 100000 + "]" * 100000),
+        "nested deeper",
+    ),
+    (
+        "lambda_min as a string",
+        lambda f: (f / "config.json").write_text(
+            (f / "config.json").read_text().replace('"lambda_min": -10.0', '"lambda_min": "-10"')
+        ),
+        "must be numbers",
+    ),
+    (
+        "net that is not an object",
+        lambda f: (f / "config.json").write_text(
+            json.dumps({**json.loads((f / "config.json").read_text()), "net": [1, 2]})
+        ),
+        "net must be an object",
+    ),
+    (
+        "weights linked from outside",
+        lambda f: (
+            (f / "model.safetensors").rename(f.parent / "elsewhere"),
+            (f / "model.safetensors").symlink_to(f.parent / "elsewhere"),
+        ),
+        "outside the folder",
+    ),
+    (
+        "truncated weights",
+        lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:-7]),
+        "truncated",
+    ),
 ]
 
 
@@ -254,8 +290,11 @@ def _huge_png(path):
 HOSTILE_IMAGES = [
     ("decompression bomb", _huge_png, "more than|exceeds limit"),
     ("not an image", lambda p: p.write_bytes(b"#!/bin/sh\necho hi\n"), "could not read image"),
-    ("truncated", lambda p: (_png(p, np.zeros((64, 64, 3), np.uint8)), p.write_bytes(p.read_bytes()[:60])),
-     "could not read image"),
+    (
+        "truncated",
+        lambda p: (_png(p, np.zeros((64, 64, 3), np.uint8)), p.write_bytes(p.read_bytes()[:60])),
+        "could not read image",
+    ),
 ]
 
 

@@ -1,16 +1,16 @@
 """Samplers and the Theorem-1 tracker against the exact oracle: convergence, NFE, the §1.2b accuracy targets,
 and the bias of the tracked log-density under an approximate score (math.md §1.3, §1.8 item 5)."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
+from conftest import make_mixture
 from scipy.integrate import solve_ivp
 
 import diffdensity as dd
 from diffdensity.solvers import brownian_increments
-
-from conftest import make_mixture
 
 
 def error_on_one_path(schedule, tracker, levels, n=300, fine=2**12, D=2, seed=0):
@@ -22,7 +22,9 @@ def error_on_one_path(schedule, tracker, levels, n=300, fine=2**12, D=2, seed=0)
     dw_fine = math.sqrt(span / fine) * torch.randn(fine, n, D, generator=g, dtype=torch.float64)
     maes = []
     for steps in levels:
-        smp = dd.sample_sde(m, xT, steps=steps, tracker=tracker, prior=prior, dw=brownian_increments(dw_fine, fine // steps))
+        smp = dd.sample_sde(
+            m, xT, steps=steps, tracker=tracker, prior=prior, dw=brownian_increments(dw_fine, fine // steps)
+        )
         maes.append((smp.logp - m.log_prob(smp.x, schedule.lambda_max)).abs().mean().item())
     slope = np.polyfit(np.log([1 / s for s in levels]), np.log(maes), 1)[0]
     return maes, slope
@@ -103,8 +105,9 @@ def test_general_rule_tracks_the_hd_ode(schedule, D):
     m = make_mixture(D, seed=7, std=0.5).diffused(schedule)
     lam0, lam1 = 0.0, schedule.lambda_max
     x = m.sample(8, lam0, generator=torch.Generator().manual_seed(0))
-    y, logp, _ = integrate_ode(m, HDODE(schedule), x, lam0, lam1, track=True, logp0=m.log_prob(x, lam0),
-                               solver="dopri5", divergence="exact")
+    y, logp, _ = integrate_ode(
+        m, HDODE(schedule), x, lam0, lam1, track=True, logp0=m.log_prob(x, lam0), solver="dopri5", divergence="exact"
+    )
     assert (logp - m.log_prob(y, lam1)).abs().max() < 1e-2
     assert (logp - m.log_prob(x, lam0)).mean() > 0  # it climbs in density
 
@@ -122,6 +125,7 @@ class ScaledScore:
 def closed_form_bias(s, v0, c, D):
     """E[X] = ½ ∫ g2 m (1/m − c/v)² dλ per dimension, with dm/dλ = 2(f − c g2/v) m + g2, m(λmin) = v(λmin)
     (math.md §1.8 item 5; p^SDE_λ = N(0, m_λ))."""
+
     def v(l):
         a, sg = s.alpha_sigma(torch.tensor(l, dtype=torch.float64))
         return float(a**2 * v0 + sg**2)
@@ -144,8 +148,9 @@ def test_bias_of_tracked_logp_with_scaled_score(c):
     m = gm.diffused(s)
     model = ScaledScore(m, c)
     xT = m.sample(n, s.lambda_min, generator=torch.Generator().manual_seed(0))  # exact p_{λmin} = N(0, v(λmin))
-    smp = dd.sample_sde(model, xT, steps=1024, prior=lambda z: m.log_prob(z, s.lambda_min),
-                        generator=torch.Generator().manual_seed(1))
+    smp = dd.sample_sde(
+        model, xT, steps=1024, prior=lambda z: m.log_prob(z, s.lambda_min), generator=torch.Generator().manual_seed(1)
+    )
     bias, m_final = closed_form_bias(s, v0, c, D)
     log_p_sde = torch.distributions.Normal(0.0, math.sqrt(m_final)).log_prob(smp.x).sum(1)
     X = smp.logp - log_p_sde

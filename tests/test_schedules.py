@@ -2,11 +2,10 @@ import math
 
 import pytest
 import torch
+from conftest import SCHEDULES
 
 import diffdensity as dd
 from diffdensity.schedules import Schedule, schedule_from_config
-
-from conftest import SCHEDULES
 
 
 def lam_grid(s, n=401):

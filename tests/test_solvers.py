@@ -1,4 +1,5 @@
 """Solvers on problems with known solutions: fitted convergence orders, NFE counts, adaptive accuracy."""
+
 import math
 
 import numpy as np
@@ -70,7 +71,9 @@ def test_euler_trapezoid_quadrature_is_second_order_in_its_variable():
 
 def test_decreasing_grid_inverts():
     f = lambda lam, y: (-y[0],)
-    fwd = odeint(f, (torch.tensor([1.0], dtype=torch.float64),), torch.linspace(0, 1, 2001, dtype=torch.float64), "heun")
+    fwd = odeint(
+        f, (torch.tensor([1.0], dtype=torch.float64),), torch.linspace(0, 1, 2001, dtype=torch.float64), "heun"
+    )
     back = odeint(f, fwd.y, torch.linspace(1, 0, 2001, dtype=torch.float64), "heun")
     assert abs(back.y[0].item() - 1.0) < 1e-6
 
@@ -93,8 +96,12 @@ def _strong_errors(drift_diff, exact, x0, T, n_paths, fine, levels, seed):
     hs, errs = [], []
     for n in levels:
         dw = brownian_increments(dw_fine, fine // n)
-        sol = sdeint(drift_diff, (torch.full((n_paths, 1), x0, dtype=torch.float64),),
-                     torch.linspace(0, T, n + 1, dtype=torch.float64), dw=dw)
+        sol = sdeint(
+            drift_diff,
+            (torch.full((n_paths, 1), x0, dtype=torch.float64),),
+            torch.linspace(0, T, n + 1, dtype=torch.float64),
+            dw=dw,
+        )
         assert sol.nfe == n
         hs.append(T / n)
         errs.append((sol.y[0] - x_exact).abs().mean().item())
@@ -139,9 +146,11 @@ def test_euler_maruyama_on_ornstein_uhlenbeck():
     """OU's exact solution on the same Brownian path, x_T = x0 e^{−θT} + σ ∫ e^{−θ(T−s)} dW_s (the integral as a
     fine Riemann sum of the shared increments). Additive noise: EM's strong order is 1 here (it equals Milstein)."""
     T, p, fine = 1.0, OU(), 2**14
+
     def exact(w, dw):
         s = torch.linspace(0, T, fine + 1, dtype=torch.float64)[:-1] + 0.5 * T / fine
         return 2.0 * math.exp(-p.theta * T) + p.sig * (torch.exp(-p.theta * (T - s))[:, None, None] * dw).sum(0)
+
     hs, errs = _strong_errors(p, exact, 2.0, T, 2000, fine, (2**4, 2**5, 2**6, 2**7, 2**8), 1)
     assert abs(fitted_order(hs, errs) - 1.0) < 0.2
 
@@ -158,8 +167,12 @@ def test_end_evaluation_reuse_counts_one_extra():
         def correction(self, ev0, ev1, dl, dw):
             return (torch.zeros_like(ev1),)
 
-    sol = sdeint(Counting(), (torch.ones(3, 1, dtype=torch.float64),), torch.linspace(0, 1, 11, dtype=torch.float64),
-                 generator=torch.Generator().manual_seed(0))
+    sol = sdeint(
+        Counting(),
+        (torch.ones(3, 1, dtype=torch.float64),),
+        torch.linspace(0, 1, 11, dtype=torch.float64),
+        generator=torch.Generator().manual_seed(0),
+    )
     assert sol.nfe == 11 == Counting.calls
 
 
@@ -191,8 +204,9 @@ def test_dopri5_per_example_control_matches_a_solo_solve_and_the_exact_solution(
     sol = odeint_dopri5(f, y0, 0.0, 1.0, rtol=1e-8, atol=1e-8)
     assert (sol.y[0] - torch.exp(-k)).abs().max() < 1e-7
     for i in range(4):  # each example alone: the same steps, the same result to round-off
-        solo = odeint_dopri5(lambda t, y, rows: (-k[i] * y[0],), (torch.ones(1, dtype=torch.float64),), 0.0, 1.0,
-                             rtol=1e-8, atol=1e-8)
+        solo = odeint_dopri5(
+            lambda t, y, rows: (-k[i] * y[0],), (torch.ones(1, dtype=torch.float64),), 0.0, 1.0, rtol=1e-8, atol=1e-8
+        )
         assert abs(float(solo.y[0][0] - sol.y[0][i])) < 1e-14
     back = odeint_dopri5(f, sol.y, 1.0, 0.0, rtol=1e-8, atol=1e-8)  # and backward (k = 20 amplifies by e^20)
     assert (back.y[0][[0, 1, 3]] - 1).abs().max() < 1e-6
@@ -275,8 +289,9 @@ def test_dpmpp2m_runs_in_log_prob_and_tracks_log_density():
     exact = m.log_prob(x, sch.lambda_max)
     errs = []
     for steps in (64, 128, 256):
-        lp = dd.log_prob(m, x, divergence="exact", solver="dpmpp2m", steps=steps,
-                         prior=lambda z: m.log_prob(z, sch.lambda_min))
+        lp = dd.log_prob(
+            m, x, divergence="exact", solver="dpmpp2m", steps=steps, prior=lambda z: m.log_prob(z, sch.lambda_min)
+        )
         errs.append((lp - exact).abs().mean().item())
     assert errs[-1] < 0.01 and abs(fitted_order([1, 0.5, 0.25], errs) - 2.0) < 0.35, errs
     out = dd.sample_ode(m, xT[:8], steps=64, solver="dpmpp2m", track_logp=True, divergence="exact", progress=False)

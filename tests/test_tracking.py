@@ -5,20 +5,20 @@ Euler–Maruyama on x with the rule's expected Itô term leaves, per step, the z
 projection or I, ½ c⁴ h² ‖M H M‖_F²). Summed along the path it predicts the tracked log p's RMS error (strong order
 ½), so the tests compare the observed error with that prediction at two step counts instead of a loose bound.
 """
+
 import math
 
 import pytest
 import torch
+from conftest import make_mixture
 
 import diffdensity as dd
 from diffdensity._checks import at, bcast, flat_sq, per_sample
-from diffdensity.dynamics import Dynamics, IsotropicNoise, PFODE, ProjectedNoise, ReverseSDE
+from diffdensity.dynamics import PFODE, Dynamics, IsotropicNoise, ProjectedNoise, ReverseSDE
 from diffdensity.evaluation import Divergence
 from diffdensity.integrate import integrate_sde
 from diffdensity.solvers import brownian_increments
 from diffdensity.tracking import LogDensityRule
-
-from conftest import make_mixture
 
 
 class LapDriftProjected(Dynamics):
@@ -74,8 +74,21 @@ def run(m, dyn, xT, steps, dw, divergence, projected, lams=None, generator=None)
         pred.add_(0.5 * c2**2 * h**2 * (M @ H @ M).pow(2).sum((1, 2)))
         prev["x"], prev["lam"] = info["x"], info["lam"]
 
-    out = integrate_sde(m, dyn, xT, lam0, lam1, track=True, logp0=m.log_prob(xT, lam0), steps=steps, dw=dw,
-                        divergence=divergence, generator=generator, callback=callback, progress=False)
+    out = integrate_sde(
+        m,
+        dyn,
+        xT,
+        lam0,
+        lam1,
+        track=True,
+        logp0=m.log_prob(xT, lam0),
+        steps=steps,
+        dw=dw,
+        divergence=divergence,
+        generator=generator,
+        callback=callback,
+        progress=False,
+    )
     return out, out.logp - m.log_prob(out.x, lam1), pred.mean().sqrt()
 
 
@@ -120,8 +133,17 @@ def test_half_noise_sde_runs_with_hutchinson_probes():
     h = (s.lambda_max - s.lambda_min) / steps
     lams = s.grid(steps, dtype=torch.float64).tolist()
     xs = [xT]
-    integrate_sde(m, dyn, xT, s.lambda_min, s.lambda_max, steps=steps, dw=dw, progress=False,
-                  callback=lambda info: xs.append(info["x"]))
+    integrate_sde(
+        m,
+        dyn,
+        xT,
+        s.lambda_min,
+        s.lambda_max,
+        steps=steps,
+        dw=dw,
+        progress=False,
+        callback=lambda info: xs.append(info["x"]),
+    )
     for x, lam in zip(xs[:-1], lams[:-1]):
         H = m.hessian(x, lam)
         off = H.pow(2).sum((1, 2)) - H.diagonal(dim1=1, dim2=2).pow(2).sum(1)
@@ -165,8 +187,17 @@ def test_rule_downward_gives_the_forward_sde_log_density():
     x0 = m.sample(n, s.lambda_max, generator=torch.Generator().manual_seed(0))
     rms = []
     for steps in (128, 512):
-        out, err, pred = run(m, ForwardSDE(s), x0, steps, None, "exact", projected=False, lams=(s.lambda_max, 0.0),
-                             generator=torch.Generator().manual_seed(1))
+        out, err, pred = run(
+            m,
+            ForwardSDE(s),
+            x0,
+            steps,
+            None,
+            "exact",
+            projected=False,
+            lams=(s.lambda_max, 0.0),
+            generator=torch.Generator().manual_seed(1),
+        )
         assert out.nfe == steps
         rms.append(err.pow(2).mean().sqrt())
         assert 0.7 < rms[-1] / pred < 1.4  # measured 0.457 and 0.215 nats RMS

@@ -1,4 +1,5 @@
 """Training: objective, λ sampling, importance sampler (normalisation, unbiasedness), EMA, trainer and resume."""
+
 from __future__ import annotations
 
 import math
@@ -15,10 +16,10 @@ from torch import nn
 
 from diffdensity.models import PARAMETRIZATIONS, NetworkModel, targets_from_eps
 from diffdensity.nets import MLP
-from diffdensity.schedules import VE, VP, FlowMatching
 from diffdensity.objectives.common import get_weighting, low_discrepancy
 from diffdensity.objectives.denoising import UniformLambda, denoising_loss
 from diffdensity.objectives.importance import ImportanceSampler
+from diffdensity.schedules import VE, VP, FlowMatching
 from diffdensity.training import EMA, TrainConfig, train
 from diffdensity.training.trainer import CHECKPOINT_NAME, load_checkpoint
 
@@ -66,7 +67,9 @@ def test_loss_is_zero_for_exact_prediction_in_every_parametrization(schedule, pa
     g = torch.Generator().manual_seed(1)
     x0 = torch.randn(16, 3, generator=g, dtype=torch.float64)
     eps = torch.randn(16, 3, generator=g, dtype=torch.float64)
-    lam = schedule.lambda_min + (schedule.lambda_max - schedule.lambda_min) * torch.rand(16, generator=g, dtype=torch.float64)
+    lam = schedule.lambda_min + (schedule.lambda_max - schedule.lambda_min) * torch.rand(
+        16, generator=g, dtype=torch.float64
+    )
     net = _Oracle(schedule, param)
     net.eps = eps
     model = NetworkModel(net, schedule, param)
@@ -199,9 +202,24 @@ def test_ema():
 
 # ------------------------------------------------------------------------------------------------ trainer
 def _toy_config(out, **kw):
-    base = dict(dataset="8gaussians", dataset_kwargs={"n_train": 512, "n_test": 64}, net="mlp", hidden=32, depth=1,
-                steps=30, batch_size=32, lr=1e-3, warmup=5, log_every=10, checkpoint_every=10, eval_final=False,
-                progress=False, threads=1, out=str(out), seed=3)
+    base = dict(
+        dataset="8gaussians",
+        dataset_kwargs={"n_train": 512, "n_test": 64},
+        net="mlp",
+        hidden=32,
+        depth=1,
+        steps=30,
+        batch_size=32,
+        lr=1e-3,
+        warmup=5,
+        log_every=10,
+        checkpoint_every=10,
+        eval_final=False,
+        progress=False,
+        threads=1,
+        out=str(out),
+        seed=3,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -294,8 +312,13 @@ def test_signal_interrupted_then_resumed_run_is_bit_for_bit(tmp_path, sig):
     cfg = _toy_config(tmp_path / "killed", **kw)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     args = repr({k: v for k, v in cfg.to_dict().items()})
-    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_SCRIPT, args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _INTERRUPTED_SCRIPT, args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = proc.stdout.readline()
         assert "STEP3" in line, proc.stderr.read()
@@ -401,8 +424,11 @@ def test_trainer_functions_are_short():
     import diffdensity.training.trainer as tr
 
     tree = ast.parse(Path(tr.__file__).read_text())
-    lengths = {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(tree)
-               if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    lengths = {
+        n.name: n.end_lineno - n.lineno + 1
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
     name, longest = max(lengths.items(), key=lambda kv: kv[1])
     assert longest < 40, (name, longest)
 
@@ -420,22 +446,25 @@ def test_uniform_lambda_is_a_one_bin_importance_sampler():
     assert torch.equal(fresh.sample(u)[0], lam)
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"eval_kwargs": {"solver": "rk4", "steps": 8}}, "rk4"),
-    ({"eval_kwargs": {"solver": "euler", "steps": 0}}, "steps=0"),
-    ({"eval_kwargs": {"solver": "euler", "nope": 1}}, "unknown arguments"),
-    ({"eval_n": 0}, "eval_n"),
-    ({"steps": None}, "steps is required"),
-    ({"out": None}, "out is required"),
-    ({"resume": True, "overwrite": True}, "exclude each other"),
-    ({"sample_steps": 0}, "sample_steps"),
-    ({"dataset": "nope"}, "unknown dataset"),
-    ({"clip": -1.0}, "clip"),
-    ({"hidden": 0}, "hidden"),
-    ({"threads": True}, "threads"),
-    ({"mixed_precision": "fp8"}, "mixed_precision"),
-    ({"lambda_min": 3.0, "lambda_max": -3.0}, "lambda_min"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"eval_kwargs": {"solver": "rk4", "steps": 8}}, "rk4"),
+        ({"eval_kwargs": {"solver": "euler", "steps": 0}}, "steps=0"),
+        ({"eval_kwargs": {"solver": "euler", "nope": 1}}, "unknown arguments"),
+        ({"eval_n": 0}, "eval_n"),
+        ({"steps": None}, "steps is required"),
+        ({"out": None}, "out is required"),
+        ({"resume": True, "overwrite": True}, "exclude each other"),
+        ({"sample_steps": 0}, "sample_steps"),
+        ({"dataset": "nope"}, "unknown dataset"),
+        ({"clip": -1.0}, "clip"),
+        ({"hidden": 0}, "hidden"),
+        ({"threads": True}, "threads"),
+        ({"mixed_precision": "fp8"}, "mixed_precision"),
+        ({"lambda_min": 3.0, "lambda_max": -3.0}, "lambda_min"),
+    ],
+)
 def test_every_setting_is_checked_before_any_work(tmp_path, bad, match):
     """Bad settings fail when the trainer is made: before the first step, before the run folder exists."""
     from diffdensity.training import Trainer

@@ -2,6 +2,7 @@
 
 Usage: python docs/figures/make_patches16_samples.py [--model patches16] [--steps 128] [--seed 0]
 """
+
 from __future__ import annotations
 
 import argparse

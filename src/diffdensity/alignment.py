@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.func import jvp
 
-from ._checks import at, check_choice, check_count, check_state, flat_dot, flat_sq
+from ._checks import check_choice, check_count, check_state, flat_dot, flat_sq
 from ._rng import as_generator
 from .evaluation import make_probes
 from .integrate import prepare
