@@ -5,7 +5,7 @@ score, or kernel scores), so the few-step bridge sampler (Algorithm 2) keeps its
 diffusion model blurs. Pieces: :mod:`.generators` (models, nets, the oracle and Tweedie generators),
 :mod:`.scoring` (energy / kernel scores), :mod:`.bridge` (the churn-ε bridge and grids), :mod:`.sampling`
 (Algorithm 2, DDIM/DDPM for score models), :mod:`.objective` (Algorithm 1 for the trainer), :mod:`.metrics`
-(MMD, energy distance), :mod:`.experiments` (NFE sweeps, training sweeps, tables and plots).
+(MMD, energy distance), :mod:`.quality` (metrics that see fine structure, with standard errors), :mod:`.experiments` (NFE sweeps, training sweeps, tables and plots).
 """
 from .bridge import bridge, bridge_step, time_grid
 from .generators import (GENERATOR_NETS, Generator, GeneratorMLP, GeneratorModel, GeneratorUNet, MeanGenerator,
