@@ -292,6 +292,7 @@ def test_distributional_training_run_and_cli(tmp_path):
     for r in (run, reg):
         m = dd.load(r)
         assert isinstance(m, GeneratorModel) and m.config["metrics"]["mmd_4"] > 0
+        assert 0 <= m.config["metrics"]["on_squares_2"] <= 1 and "mmd2@0.05R_4" in m.config["metrics"]
     assert dd.load(reg).config["training"]["beta"] == 2.0
     from diffdensity.cli import main
 

@@ -65,7 +65,7 @@ class DistributionalObjective:
 
     def __init__(self, schedule, population: int = 8, beta: float = 1.0, interaction: float = 1.0,
                  scoring: str = "energy", bandwidth: float = 1.0, weighting="elbo", net_config=None,
-                 churn: float = 1.0, eval_steps: tuple = (1, 4)):
+                 churn: float = 1.0, eval_steps: tuple = (1, 2, 4)):
         if scoring not in SCORINGS:
             raise ValueError(f"scoring={scoring!r}; choose one of {SCORINGS}.")
         if isinstance(population, bool) or int(population) != population or population < 1:
@@ -80,14 +80,16 @@ class DistributionalObjective:
         self.schedule, self.population, self.beta, self.interaction = schedule, int(population), float(beta), float(interaction)
         self.scoring, self.bandwidth, self.weighting = scoring, float(bandwidth), weighting
         self.net_config, self.churn, self.eval_steps = net_config, float(churn), tuple(eval_steps)
-        self.transform, self.levels = None, None
+        self.transform, self.levels, self.dataset = None, None, None
 
     @classmethod
     def from_config(cls, cfg) -> "DistributionalObjective":
         from ..training.config import make_schedule
 
-        return cls(make_schedule(cfg), cfg.population, cfg.beta, cfg.interaction, cfg.scoring, cfg.kernel_bandwidth,
-                   cfg.weighting, lambda ds: generator_net_config(cfg, ds))
+        obj = cls(make_schedule(cfg), cfg.population, cfg.beta, cfg.interaction, cfg.scoring, cfg.kernel_bandwidth,
+                  cfg.weighting, lambda ds: generator_net_config(cfg, ds))
+        obj.dataset = cfg.dataset  # for the toy task metrics of the convergence check
+        return obj
 
     def setup(self, dataset):
         from ..training.protocol import net_config_for
@@ -125,15 +127,20 @@ class DistributionalObjective:
         return to_model_space(x, self.transform, self.levels is not None, generator, dtype=torch.get_default_dtype())
 
     def evaluate(self, net, x: Tensor, generator) -> dict:
-        """MMD (RBF, median heuristic on the held-out set) and energy distance of Algorithm-2 samples to ``x``."""
+        """Held-out convergence check of ``eval_steps``-step Algorithm-2 samples: MMD (median heuristic), energy
+        distance, MMD² at h = 0.05·R (quality.py, sees fine structure) and the toy's task metric."""
         from .metrics import sample_distances
+        from .quality import kernel_stats, range_bandwidths, toy_task_metrics
 
         ref = self._model_space(x, generator).cpu()
+        h = range_bandwidths(ref, (0.05,))[0.05]
         out = {}
         for k in self.eval_steps:
             z = self.sample(net, ref.shape[0], k, generator).cpu()
             d = sample_distances(z, ref)
             out[f"mmd_{k}"], out[f"energy_distance_{k}"] = d["mmd"], d["energy_distance"]
+            out[f"mmd2@0.05R_{k}"] = kernel_stats(z, ref, {"h": h})["mmd2@h"]
+            out.update({f"{name}_{k}": v for name, v in toy_task_metrics(self.dataset, z).items()})
         return out
 
     def sample(self, net, n: int, steps: int, generator) -> Tensor:
