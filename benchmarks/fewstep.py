@@ -3,14 +3,14 @@
 For each 2-D toy and NFE in 1, 2, 3, 4, 6, 8, 16, 32, 3 seeds of 4096 samples each are compared with 4096 held-out
 points by metrics that see fine structure (distributional/quality.py): the toy's task metric (checkerboard: fraction
 on the squares; 8 Gaussians: fraction within 3σ of a mode and modes covered), the energy distance and the unbiased
-RBF MMD² at h = 0.05·R and 0.1·R (R = the data's range; 0.2·R, 0.5·R in the JSON). Methods:
+RBF MMD² at h = 0.05·R (R = the data's range; 0.1·R, 0.2·R, 0.5·R in the JSON). Methods:
 
 * ``distributional ε=0`` / ``ε=1``: ``<toy>-distributional``, Algorithm 2 with churn 0 / 1, NFE steps;
 * ``regression DDIM``: ``<toy>-regression`` (same net, β = 2, interaction 0), Algorithm 2 with churn 0;
 * ``dpmpp2m``, ``ab2`` (NFE steps) and ``heun`` (NFE/2 steps, even NFE only) on the score model ``toy2d-<toy>``.
 
-Every method runs on each of its grids (bridge: spacing "t", "lambda"; ODE solvers: grid kinds "lambda", "t", "edm")
-and reports, per NFE, the grid with the lowest MMD² at h = 0.05·R (mean over seeds; the finest kernel, which sees
+Every method runs on each of its grids (bridge: spacing "t", "lambda", "quadratic"; ODE solvers: grid kinds
+"lambda", "t", "edm") and reports, per NFE, the grid with the lowest MMD² at h = 0.05·R (mean over seeds; the finest kernel, which sees
 both the fine structure and a collapse — a task metric alone rewards a collapse onto one square). Cells are mean ±
 standard error over the seeds. The strongest baseline per NFE is the non-distributional method with the lowest
 MMD²@0.05R.
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NFES = (1, 2, 3, 4, 6, 8, 16, 32)
 TASK = {"checkerboard": "on_squares", "8gaussians": "within_3sigma"}
 SOLVER_GRIDS = ("lambda", "t", "edm")
-SPACINGS = ("t", "lambda")
+SPACINGS = ("t", "lambda", "quadratic")
 DISTRIBUTIONAL = ("distributional ε=0", "distributional ε=1")
 SELECT = "mmd2@0.05R"  # grid choice and strongest baseline: lowest mean over seeds
 

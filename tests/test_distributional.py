@@ -74,6 +74,8 @@ def test_time_grid():
     assert nodes[-1][0] == math.inf and nodes[-1][1] == 1.0
     lam_nodes = time_grid(sch, 4, "lambda")
     assert [n[0] for n in lam_nodes[:4]] == pytest.approx([-10.0, -5.0, 0.0, 5.0])
+    quad = [s for _, _, s in time_grid(sch, 4, "quadratic")]
+    assert quad == pytest.approx([t_K, 0.5625 * t_K, 0.25 * t_K, 0.0625 * t_K, 0.0], rel=1e-9, abs=1e-12)
     with pytest.raises(ValueError, match="spacing"):
         time_grid(sch, 4, "log")
     with pytest.raises(ValueError, match="steps"):
@@ -259,6 +261,26 @@ def test_generator_population_is_one_batched_forward_and_saves(tmp_path):
     assert isinstance(loaded, GeneratorModel) and loaded.config["kind"] == "generator"
     torch.testing.assert_close(loaded.sample_population(x, 0.0, 4, xi=xi), model.sample_population(x, 0.0, 4, xi=xi))
     assert isinstance(dd.load("toy2d-checkerboard"), dd.NetworkModel)  # score models still load
+
+
+def test_generator_fourier_features_and_preconditioning(tmp_path):
+    """EDM preconditioning: with F = 0 the generator returns c_skip·x/α = σ_d²/(σ̃² + σ_d²)·x/α, σ̃² = e^{−λ}
+    (so x̂₀ → x/α as λ → ∞); Fourier features and the flag survive save/load."""
+    sch = dd.FlowMatching()
+    net = GeneratorMLP(2, hidden=16, depth=1, fourier=8, precondition=True, sigma_data=0.5)
+    torch.nn.init.zeros_(net.out[1].weight)
+    torch.nn.init.zeros_(net.out[1].bias)
+    model = GeneratorModel(net, sch)
+    x, lam = torch.randn(4, 2, dtype=torch.float64), torch.tensor([-10.0, -1.0, 2.0, 10.0], dtype=torch.float64)
+    model.double()
+    a = sch.alpha_sigma(lam)[0][:, None]
+    c_skip = (0.25 / (torch.exp(-lam) + 0.25))[:, None]
+    torch.testing.assert_close(model.sample_x0(x, lam), c_skip * x / a)
+    assert net.config["fourier"] == 8 and net.config["precondition"] is True
+    dd.save(model.float(), tmp_path / "g", dataset="toy")
+    loaded = dd.load(tmp_path / "g")
+    assert loaded.net.config == net.config
+    torch.testing.assert_close(loaded.net.fourier_B, net.fourier_B)
 
 
 def test_generator_unet_concatenates_noise_channels():
