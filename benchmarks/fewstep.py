@@ -109,7 +109,7 @@ def run_dataset(ds: str, nfes, n: int, seeds, pretrained=None) -> dict:
     return res
 
 
-def strongest_baseline(res: dict, task: str, k: int):
+def strongest_baseline(res: dict, k: int):
     """(name, result) of the non-distributional method with the lowest MMD²@0.05R at NFE k (None if none ran)."""
     cands = [(m, r[k]) for m, r in res.items() if m not in DISTRIBUTIONAL and k in r]
     return min(cands, key=lambda c: c[1][SELECT]["mean"]) if cands else (None, None)
@@ -130,7 +130,7 @@ def markdown(ds: str, res: dict, nfes, key: str, digits: int = 3) -> str:
     for name, r in res.items():
         cells = [(_cell(r.get(k), key, digits) + f" ({r[k]['grid']})") if k in r else "–" for k in nfes]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    strongest = [strongest_baseline(res, TASK[ds], k)[0] or "–" for k in nfes]
+    strongest = [strongest_baseline(res, k)[0] or "–" for k in nfes]
     lines.append("| strongest baseline | " + " | ".join(strongest) + " |")
     return "\n".join(lines)
 
@@ -178,7 +178,7 @@ def plot_scatter(results: dict, path: Path, n: int = 2048, pretrained=None) -> N
         for k in (1, 2, 4):
             name = min(DISTRIBUTIONAL, key=lambda m: res[m][k][SELECT]["mean"])
             panels.append((name, k, res[name][k]))
-        base, r4 = strongest_baseline(res, task, 4)
+        base, r4 = strongest_baseline(res, 4)
         panels.append((base, 4, r4))
         for ax, (name, k, r) in zip(row, [(p[0], None, p[1]) if p[2] is None else p for p in panels]):
             if k is None:
