@@ -356,7 +356,7 @@ def test_cli_sweep_and_sample(tmp_path):
 
 def test_shipped_checkerboard_pair_learns_the_squares():
     """The shipped pair load as generators. The distributional model puts ≥ 0.9 of its samples on the squares at
-    4 steps (quadratic grid; measured 0.91 with 4096 samples; 1024 here, binomial SE 0.009, so ≥ 0.88 is 3 SE); the
+    4 steps (quadratic grid; measured 0.92 with 3 × 4096 samples; 1024 here, binomial SE 0.009, so ≥ 0.88 is 4 SE); the
     regression baseline collapses to the mean at 1 step (MMD² at h = 0.2 many times the generator's)."""
     from diffdensity.data import load_dataset
     from diffdensity.distributional.quality import checkerboard_fraction, kernel_stats
