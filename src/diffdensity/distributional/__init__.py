@@ -4,9 +4,9 @@ A generator x̂₀ = G(x_λ, λ, ξ) learns the whole posterior p(x₀ | x_λ) b
 score, or kernel scores), so the few-step bridge sampler (Algorithm 2) keeps its quality where a mean-predicting
 diffusion model blurs. Pieces: :mod:`.generators` (models, nets, the oracle and Tweedie generators),
 :mod:`.scoring` (energy / kernel scores), :mod:`.bridge` (the churn-ε bridge and grids), :mod:`.sampling`
-(Algorithm 2, DDIM/DDPM for score models), :mod:`.metrics` (MMD, energy distance), :mod:`.experiments` (NFE sweeps,
-training sweeps, tables and plots). Algorithm 1, the training objective, is
-:mod:`diffdensity.objectives.distributional`.
+(Algorithm 2, DDIM/DDPM for score models), :mod:`.metrics` (MMD, energy distance), :mod:`.quality` (metrics that see
+fine structure, with standard errors), :mod:`.experiments` (NFE sweeps, training sweeps, tables and plots).
+Algorithm 1, the training objective, is :mod:`diffdensity.objectives.distributional`.
 """
 from .bridge import bridge, bridge_step, time_grid
 from .generators import (GENERATOR_NETS, Generator, GeneratorMLP, GeneratorModel, GeneratorUNet, MeanGenerator,

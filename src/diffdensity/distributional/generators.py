@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from .._checks import batch_lam
+from .._checks import batch_lam, bcast
 from .._rng import draw
 from ..nets.embedding import LambdaEmbedding
 from ..nets.unet import UNet, unet_preset
@@ -43,9 +43,13 @@ class Generator(Protocol):
 
 # ------------------------------------------------------------------------------------------------ networks
 class GeneratorMLP(nn.Module):
-    """net(x, λ, ξ) -> x̂₀ for flat data: a residual SiLU MLP on [x, ξ] with λ added per block."""
+    """net(x, λ, ξ) -> x̂₀ for flat data: a residual SiLU MLP on [x, ξ] with λ added per block; ``fourier`` > 0 adds
+    sin/cos of ``fourier`` random projections x·B, B ~ N(0, fourier_scale²) (seed 0), to the input."""
 
-    def __init__(self, dim: int, noise_dim: int | None = None, hidden: int = 256, depth: int = 3, emb_dim: int = 64):
+    fourier_B: Tensor  # a buffer when ``fourier`` > 0
+
+    def __init__(self, dim: int, noise_dim: int | None = None, hidden: int = 256, depth: int = 3, emb_dim: int = 64,
+                 precondition: bool = False, sigma_data: float = 1.0, fourier: int = 0, fourier_scale: float = 6.0):
         super().__init__()
         noise_dim = dim if noise_dim is None else noise_dim
         for name, v in (("dim", dim), ("noise_dim", noise_dim), ("hidden", hidden), ("depth", depth),
@@ -54,11 +58,17 @@ class GeneratorMLP(nn.Module):
                 raise ValueError(f"GeneratorMLP: {name} must be a positive integer, got {v!r}.")
         self.config = {"type": "GeneratorMLP", "dim": int(dim), "noise_dim": int(noise_dim), "hidden": int(hidden),
                        "depth": int(depth), "emb_dim": int(emb_dim)}
-        self.dim, self.noise_dim = int(dim), int(noise_dim)
+        if precondition:  # read by GeneratorModel, which knows the schedule (see GeneratorModel.apply_net)
+            self.config.update(precondition=True, sigma_data=float(sigma_data))
+        self.dim, self.noise_dim, self.fourier = int(dim), int(noise_dim), int(fourier)
+        if self.fourier:  # random Fourier features of x (Tancik et al. 2020): sharp functions of x despite spectral bias
+            self.config.update(fourier=self.fourier, fourier_scale=float(fourier_scale))
+            g = torch.Generator().manual_seed(0)
+            self.register_buffer("fourier_B", torch.randn(self.dim, self.fourier, generator=g) * float(fourier_scale))
         self.noise_shape = (self.noise_dim,)
         self.embed = nn.Sequential(LambdaEmbedding(emb_dim), nn.Linear(emb_dim, hidden), nn.SiLU(),
                                    nn.Linear(hidden, hidden))
-        self.inp = nn.Linear(dim + noise_dim, hidden)
+        self.inp = nn.Linear(dim + 2 * self.fourier + noise_dim, hidden)
         self.emb_proj = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden)) for _ in range(depth))
         self.layers = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
                                                   nn.Linear(hidden, hidden)) for _ in range(depth))
@@ -69,7 +79,11 @@ class GeneratorMLP(nn.Module):
         if x.ndim < 2 or math.prod(x.shape[1:]) != self.dim:
             raise ValueError(f"GeneratorMLP(dim={self.dim}) got x of shape {tuple(x.shape)}.")
         e = self.embed(batch_lam(lam, x))
-        h = self.inp(torch.cat([x.reshape(x.shape[0], -1), xi.reshape(x.shape[0], -1)], 1))
+        feats = [x.reshape(x.shape[0], -1)]
+        if self.fourier:
+            z = feats[0] @ self.fourier_B.to(x.dtype)
+            feats += [torch.sin(z), torch.cos(z)]
+        h = self.inp(torch.cat([*feats, xi.reshape(x.shape[0], -1)], 1))
         for proj, layer in zip(self.emb_proj, self.layers):
             h = h + layer(h + proj(e))
         return self.out(h).reshape(x.shape)
@@ -134,10 +148,23 @@ class GeneratorModel(nn.Module):
                              "(or give your net(x, lam, xi) a .noise_shape tuple).")
         self.net, self.schedule, self.transform = net, schedule, transform
 
+    def apply_net(self, x: Tensor, lam_b: Tensor, xi: Tensor) -> Tensor:
+        """net(x, λ, ξ); with ``precondition`` in the net's config EDM's x̂₀ = c_skip x̃ + c_out F(c_in x̃, λ, ξ) on
+        x̃ = x/α, σ̃² = e^{−λ} (Karras et al. 2022, Table 1), so F learns a residual that shrinks with the noise."""
+        cfg = getattr(self.net, "config", {})
+        if not cfg.get("precondition"):
+            return self.net(x, lam_b, xi)
+        sd2 = float(cfg.get("sigma_data", 1.0)) ** 2
+        a = bcast(self.schedule.alpha_sigma(lam_b)[0].to(x.dtype), x)
+        s2 = bcast(torch.exp(-lam_b).to(x.dtype), x)
+        xt = x / a
+        c_out = torch.sqrt(s2 * sd2 / (s2 + sd2))
+        return sd2 / (s2 + sd2) * xt + c_out * self.net(xt * torch.rsqrt(s2 + sd2), lam_b, xi)
+
     def sample_x0(self, x: Tensor, lam, generator: torch.Generator | None = None) -> Tensor:
         """One x̂₀ per row of x (B, *shape) at λ (scalar or (B,))."""
         xi = _randn((x.shape[0], *self.net.noise_shape), generator, x)
-        return self.net(x, batch_lam(lam, x), xi)
+        return self.apply_net(x, batch_lam(lam, x), xi)
 
     def sample_population(self, x: Tensor, lam, m: int, generator: torch.Generator | None = None,
                           xi: Tensor | None = None) -> Tensor:
@@ -147,11 +174,11 @@ class GeneratorModel(nn.Module):
         if xi is None:
             xi = _randn((B, int(m), *self.net.noise_shape), generator, x)
         xr = x.repeat_interleave(int(m), dim=0)
-        out = self.net(xr, lam_b.repeat_interleave(int(m)), xi.reshape(B * int(m), *self.net.noise_shape))
+        out = self.apply_net(xr, lam_b.repeat_interleave(int(m)), xi.reshape(B * int(m), *self.net.noise_shape))
         return out.reshape(B, int(m), *x.shape[1:])
 
     def forward(self, x: Tensor, lam, xi: Tensor) -> Tensor:
-        return self.net(x, batch_lam(lam, x), xi)
+        return self.apply_net(x, batch_lam(lam, x), xi)
 
 
 class OracleGenerator:

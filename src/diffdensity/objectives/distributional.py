@@ -55,7 +55,7 @@ class DistributionalConfig(ObjectiveConfig):
     kernel_bandwidth: float = 1.0
     weighting: object = "elbo"  # a name of objectives.common.WEIGHTINGS or a callable λ -> w(λ)
     churn: float = 1.0
-    eval_steps: tuple = (1, 4)
+    eval_steps: tuple = (1, 2, 4)
 
     def validate(self) -> None:
         m, inter = self.population, self.interaction
@@ -97,6 +97,7 @@ class DistributionalObjective:
         self.config = DistributionalConfig(**options) if config is None else dataclasses.replace(config, **options)
         self.net_config = net_config
         self.transform, self.levels = None, None
+        self.dataset: str | None = None  # the data set's name, for the toy task metrics of the convergence check
 
     @classmethod
     def from_train_config(cls, cfg) -> "DistributionalObjective":
@@ -104,8 +105,10 @@ class DistributionalObjective:
         def unet(preset, **kw):
             return GeneratorUNet(preset=preset, **kw)
 
-        return cls(schedule_of(cfg), DistributionalConfig.from_options(cfg),
-                   lambda ds: net_config(cfg, ds, GeneratorMLP, unet))
+        obj = cls(schedule_of(cfg), DistributionalConfig.from_options(cfg),
+                  lambda ds: net_config(cfg, ds, GeneratorMLP, unet))
+        obj.dataset = cfg.dataset
+        return obj
 
     def setup(self, dataset):
         return build_generator_net(net_config_for(self, dataset))
@@ -141,15 +144,20 @@ class DistributionalObjective:
         return to_model_space(x, self.transform, self.levels is not None, generator, dtype=torch.get_default_dtype())
 
     def evaluate(self, net, x: Tensor, generator) -> dict:
-        """MMD (RBF, median heuristic on the held-out set) and energy distance of Algorithm-2 samples to ``x``."""
+        """Held-out convergence check of ``eval_steps``-step Algorithm-2 samples: MMD (median heuristic), energy
+        distance, MMD² at h = 0.05·R (quality.py, sees fine structure) and the toy's task metric."""
         from ..distributional.metrics import sample_distances
+        from ..distributional.quality import kernel_stats, range_bandwidths, toy_task_metrics
 
         ref = self._model_space(x, generator).cpu()
+        h = range_bandwidths(ref, (0.05,))[0.05]
         out = {}
         for k in self.config.eval_steps:
             z = self.sample(net, ref.shape[0], k, generator).cpu()
             d = sample_distances(z, ref)
             out[f"mmd_{k}"], out[f"energy_distance_{k}"] = d["mmd"], d["energy_distance"]
+            out[f"mmd2@0.05R_{k}"] = kernel_stats(z, ref, {"h": h})["mmd2@h"]
+            out.update({f"{name}_{k}": v for name, v in toy_task_metrics(self.dataset, z).items()})
         return out
 
     def sample(self, net, n: int, steps: int, generator) -> Tensor:
