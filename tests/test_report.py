@@ -233,3 +233,21 @@ def test_verdicts_follow_the_data():
     assert interval_verdict(-0.2, 0.3) == "within noise"
     m, se = paired([2.0, 3.0, 4.0], [1.0, 1.0, 1.0])
     assert m == 2.0 and abs(se - (1.0 / 3**0.5)) < 1e-12
+
+
+def test_report_never_writes_through_a_link_at_its_destination(tmp_path):
+    """Issue 24: the page and the copied figures replace a link at the destination, never the link's target."""
+    import os
+
+    from diffdensity.report import build_report
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"mean": 1.0}))
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    os.symlink(victim, out / "index.html")
+    page = build_report([run], out=out)
+    assert victim.read_text() == "keep me" and not page.is_symlink() and "<html" in page.read_text()

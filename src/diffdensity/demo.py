@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ._checks import NonFiniteError
-from ._io_utils import write_json
+from ._io_utils import atomic_write, write_json
 from .likelihood import log_prob
 from .oracle import GaussianMixture
 from .sampling import sample_sde
@@ -74,7 +74,7 @@ def _mixture(out: Path, n: int, steps: int, seed: int) -> dict:
     ax.set_aspect("equal")
     ax.set_title("reverse-SDE samples, corrected tracker")
     fig.tight_layout()
-    fig.savefig(out / "mixture_sde_logp.png", dpi=90)
+    atomic_write(out / "mixture_sde_logp.png", lambda tmp: fig.savefig(tmp, format="png", dpi=90))
     plt.close(fig)
     _log(f"  corrected tracker |err| {res['corrected']['mean_abs_error']:.3f} nats vs the authors' rule "
          f"{res['em']['mean_abs_error']:.3f}; PF-ODE log_prob |err| {res['pf_ode_log_prob']['mean_abs_error']:.1e}")
@@ -217,7 +217,7 @@ def _labelled_grid(out: Path, model, sweep: dict, k: int = 8, scale: int = 8) ->
             tile = Image.fromarray(im).convert("RGB").resize((w * scale, h * scale), Image.Resampling.NEAREST)
             canvas.paste(tile, (lw + j * cw, i * ch))
             draw.text((lw + j * cw + 2, i * ch + h * scale + 2), f"{v:.0f}", fill="black")
-    canvas.save(out / "threshold" / "threshold_grid.png")
+    atomic_write(out / "threshold" / "threshold_grid.png", lambda tmp: canvas.save(tmp, format="PNG"))
 
 
 def run_demo(out="demo_out", quick: bool = False, seed: int = 0, model: str = "digits8", device=None,

@@ -15,6 +15,7 @@ import math
 import shutil
 from pathlib import Path
 
+from ._io_utils import atomic_write
 from .safe_read import inside, read_json
 
 __all__ = ["build_report", "PANELS", "read_input"]
@@ -146,7 +147,8 @@ def _figures(folder: Path, out: Path, index: int) -> str:
     figs = []
     for png in sorted(folder.glob("*.png")):
         name = f"p{index:02d}_{png.name}"
-        shutil.copyfile(inside(folder, png), out / name)  # never a file from outside the folder
+        src = inside(folder, png)  # never a file from outside the folder, never written through a link
+        atomic_write(out / name, lambda tmp, src=src: shutil.copyfile(src, tmp))
         img_cls = " class='px'" if "grid" in png.stem else ""
         figs.append(f"<figure><img src='{html.escape(name)}' alt='{html.escape(png.stem)}'{img_cls}>"
                     f"<figcaption>{html.escape(png.stem)}</figcaption></figure>")
@@ -231,5 +233,5 @@ def build_report(run_dirs, out="report", title: str = "diffdensity report", intr
             f"<h2 id='numbers'>Every number</h2><details><summary>{len(numbers)} numbers</summary>{_table(numbers)}"
             f"</details></body></html>")
     index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
+    atomic_write(index, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     return index
