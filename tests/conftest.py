@@ -1,7 +1,13 @@
+import os
+
 import pytest
 import torch
 
 import diffdensity as dd
+
+# The command line's thread policy (diffdensity._threads) leaves a user-set OMP_NUM_THREADS alone: pin it to the
+# suite's own thread count so that in-process CLI tests never change torch's threads for the tests after them.
+os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
 
 SCHEDULES = {"VP": dd.VP, "VE": dd.VE, "FlowMatching": dd.FlowMatching}
 

@@ -156,11 +156,19 @@ def options_to_config_dict(ctx, opts: dict) -> dict:
         d = _from_checkpoint(d, given)
     if ctx.meta.get("train_device") == "cpu":
         d["cpu"] = True
-    if d.get("threads") is None:  # the command line's thread policy (diffdensity._threads), not torch's default
-        from .._threads import default_threads
-
-        d["threads"] = default_threads()
+    if d.get("threads") is None:  # the command line's thread policy (diffdensity._threads), not torch's default;
+        _policy_threads()        # applied now, not written into the run's config
     return d
+
+
+def _policy_threads() -> None:
+    import torch
+
+    from .._threads import default_threads
+
+    n = default_threads()
+    if n is not None:
+        torch.set_num_threads(n)
 
 
 def _merge_aliases(ctx, f, opts, aliases) -> dict:
