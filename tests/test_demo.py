@@ -12,6 +12,7 @@ PANELS = ("mixture", "threshold", "png", "blur", "fig4", "guidance", "distributi
 
 
 def test_quick_demo_builds_a_report_that_opens_in_chromium(tmp_path):
+    """The main job end to end (about 40 s: every demo panel in quick mode, then headless Chromium on the page)."""
     out = tmp_path / "demo"
     res = CliRunner().invoke(main, ["demo", "--out", str(out), "--quick"])
     assert res.exit_code == 0, res.output
@@ -51,7 +52,8 @@ def test_reproduce_prints_the_reference_summary_lines(tmp_path):
 
 def test_demo_runs_on_a_users_run_folder(tmp_path):
     """`demo --model RUN --device cpu`: the score-model panels use a freshly trained run (a tiny digits UNet), the
-    report names it, the held-out data come from the run's own config, and Fig. 4 has that one model."""
+    report names it, the held-out data come from the run's own config, and Fig. 4 has that one model. (About 20 s:
+    it trains that run first.)"""
     run = tmp_path / "run"
     res = CliRunner().invoke(
         main,

@@ -147,6 +147,7 @@ def _env():
 
 
 def test_killed_mid_run_and_restarted_finishes_without_recomputing_saved_batches(tmp_path):
+    """SIGKILL mid-run, then a restart (about 10 s: two subprocess evaluations, each importing torch)."""
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(tests=TESTS))
     out = tmp_path / "out"
@@ -178,6 +179,7 @@ def _free_port():
 
 
 def test_two_processes_through_accelerate_give_one_process_values(tmp_path):
+    """One process against two through accelerate (about 8 s: three subprocesses over gloo)."""
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(tests=TESTS))
     one = _run([sys.executable, str(script), str(tmp_path / "one"), "0"], _env())
