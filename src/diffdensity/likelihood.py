@@ -60,11 +60,12 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str | Sol
     kw = dict(divergence=divergence, solver=solver, steps=steps, grid=grid, n_probes=n_probes, probe=probe,
               chunk_size=chunk_size, prior=prior, density=density, nodes=nodes, precision=precision,
               progress=progress, scheme=scheme)
+    check_count(batch_size, "batch_size", allow_none=True)
     B = x.shape[0]
     chunk = B if batch_size is None else int(batch_size)
     gens = generator if isinstance(generator, (list, tuple)) or generator is None or B <= chunk else \
         ExampleStreams(x, generator).gens  # one stream per example, so that chunks see what the whole batch would
-    parts = [_log_prob(model, x[i:i + chunk], gens[i:i + chunk] if isinstance(gens, list) else gens, **kw)
+    parts = [_log_prob(model, x[i:i + chunk], gens[i:i + chunk] if isinstance(gens, (list, tuple)) else gens, **kw)
              for i in range(0, B, chunk)]
     lp, se, nfe = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), sum(p[2] for p in parts))
     out = (lp,) + ((se,) if return_stderr else ()) + ((nfe,) if return_nfe else ())
