@@ -163,16 +163,24 @@ def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
     leg = _Leg(field, tv, lam0, lam1, track, desc)
     y0 = _initial(x, track, logp0)
     with torch.no_grad():
+        steps = solver_steps(solver, steps, grid)
         if solver.adaptive:
-            if steps is not None or (grid is not None and not isinstance(grid, str)):
-                raise ValueError(f"solver={solver.name!r} chooses its own steps (rtol/atol); steps/grid are for the "
-                                 "fixed-step solvers.")
             sol = leg.adaptive(solver, y0, progress, callback)
         else:
             g = _grid(sch, lam0, lam1, steps, grid, solver.grid or DEFAULT_GRID)
             sol = leg.fixed(solver, y0, g, progress, callback)
     check_state(desc, lam1, *sol.y)
     return Samples(sol.y[0], sol.y[1] if track else None, m.nfe, field.last)
+
+
+def solver_steps(solver, steps, grid, default: int | None = None):
+    """The steps a solve takes: refused for an adaptive solver (it chooses its own), else ``steps``, or ``default``
+    when neither steps nor a grid of λ values is given."""
+    given_grid = grid is not None and not isinstance(grid, str)
+    if solver.adaptive and (steps is not None or given_grid):
+        raise ValueError(f"solver={solver.name!r} chooses its own steps (rtol/atol); steps/grid are for the "
+                         "fixed-step solvers.")
+    return default if (steps is None and not given_grid and not solver.adaptive) else steps
 
 
 class _Leg:

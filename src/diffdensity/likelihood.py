@@ -11,7 +11,7 @@ from ._rng import as_generator
 from .data.transforms import to_model_space, unit_interval_transform
 from .dynamics import PFODE
 from .evaluation import Divergence, Eval, evaluate
-from .integrate import Samples, integrate_ode, prepare
+from .integrate import Samples, integrate_ode, prepare, solver_steps
 from .quadrature import DEFAULT_NODES, NODE_PROBES, ExampleStreams, log_density_quadrature
 from .solvers import Solver, resolve
 from .tracking import _same_lam
@@ -51,11 +51,7 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str | Sol
     check_count(n_probes, "n_probes")
     generator = as_generator(generator, allow_list=True)
     solver = resolve(solver, strict=False, rtol=rtol, atol=atol, control=control, time=_pf_time(time, solver))
-    if not solver.adaptive and steps is None and (grid is None or isinstance(grid, str)):
-        steps = 1024
-    if solver.adaptive and (steps is not None or (grid is not None and not isinstance(grid, str))):
-        raise ValueError(f"solver={solver.name!r} chooses its own steps (rtol/atol); steps/grid are for the "
-                         "fixed-step solvers.")
+    steps = solver_steps(solver, steps, grid, default=1024)
     scheme = _scheme(divergence, solver, nodes, precision, return_stderr)
     kw = dict(divergence=divergence, solver=solver, steps=steps, grid=grid, n_probes=n_probes, probe=probe,
               chunk_size=chunk_size, prior=prior, density=density, nodes=nodes, precision=precision,

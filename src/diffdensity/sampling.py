@@ -13,7 +13,7 @@ from ._checks import check_choice, check_count, check_flag, prior_values
 from ._rng import as_generator
 from .dynamics import HDODE, PFODE, ReverseSDE
 from .evaluation import Divergence
-from .integrate import Samples, integrate_ode, integrate_sde, prepare
+from .integrate import Samples, integrate_ode, integrate_sde, prepare, solver_steps
 from .solvers import Solver, resolve
 from .tracking import TRACKERS
 
@@ -48,8 +48,7 @@ def sample_ode(model, x_T: Tensor, steps: int | None = None, solver: str | Solve
     # fresh probes at every evaluation on a fixed grid (their errors average over the steps, math.md §I.4); an
     # adaptive solver's error control needs the probe held
     div = Divergence(divergence, n_probes=n_probes, generator=generator, fixed=solver.adaptive) if track_logp else None
-    if steps is None and (grid is None or isinstance(grid, str)) and not solver.adaptive:
-        steps = 256
+    steps = solver_steps(solver, steps, grid, default=256)
     return integrate_ode(model, PFODE(sch), x_T, sch.lambda_min, sch.lambda_max, track=track_logp,
                          logp0=_prior_logp(sch, x_T, track_logp, prior), solver=solver,
                          steps=steps, grid=grid, divergence=div, callback=callback,

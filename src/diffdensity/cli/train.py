@@ -162,13 +162,9 @@ def options_to_config_dict(ctx, opts: dict) -> dict:
 
 
 def _policy_threads() -> None:
-    import torch
+    from .._threads import apply_threads, default_threads
 
-    from .._threads import default_threads
-
-    n = default_threads()
-    if n is not None:
-        torch.set_num_threads(n)
+    apply_threads(default_threads())  # an explicit count: set in torch, which the training options already loaded
 
 
 def _merge_aliases(ctx, f, opts, aliases) -> dict:
