@@ -1,22 +1,33 @@
 """Few-step sampling: distributional generators (Algorithm 2) against the strongest ODE solvers on the score model.
 
-For each 2-D toy and NFE in 1, 2, 3, 4, 6, 8, 16, 32, 3 seeds of 4096 samples each are compared with 4096 held-out
-points by metrics that see fine structure (distributional/quality.py): the toy's task metric (checkerboard: fraction
-on the squares; 8 Gaussians: fraction within 3σ of a mode and modes covered), the energy distance and the unbiased
-RBF MMD² at h = 0.05·R (R = the data's range; 0.1·R, 0.2·R, 0.5·R in the JSON). Methods:
+For each data set and NFE in 1, 2, 3, 4, 6, 8, 16, 32, 3 seeds of samples are compared with held-out data by
+metrics that see fine structure (distributional/quality.py):
 
-* ``distributional ε=0`` / ``ε=1``: ``<toy>-distributional``, Algorithm 2 with churn 0 / 1, NFE steps;
-* ``regression DDIM``: ``<toy>-regression`` (same net, β = 2, interaction 0), Algorithm 2 with churn 0;
-* ``dpmpp2m``, ``ab2`` (NFE steps) and ``heun`` (NFE/2 steps, even NFE only) on the score model ``toy2d-<toy>``.
+* 2-D toys (4096 samples vs 4096 held-out points): the toy's task metric (checkerboard: fraction on the squares;
+  8 Gaussians: fraction within 3σ of a mode and modes covered), the energy distance and the unbiased RBF MMD² at
+  h = 0.05·R (R = the data's range; 0.1·R, 0.2·R, 0.5·R in the JSON);
+* images (``digits``: 360 samples vs the 360 held-out digits; ``patches16``: 512 vs 512 held-out patches): KID-style
+  unbiased MMD² with the cubic kernel in pixels (``kid_pixels``) and in the features of a fixed seeded random conv
+  net (``kid_conv``: 3×3 convs of 32/64/128 channels, strides 1/2/2, He-normal weights from seed 0, ReLU, global
+  average pooling), over 4 disjoint sample sets.
 
-Every method runs on each of its grids (bridge: spacing "t", "lambda", "quadratic"; ODE solvers: grid kinds
-"lambda", "t", "edm") and reports, per NFE, the grid with the lowest MMD² at h = 0.05·R (mean over seeds; the finest kernel, which sees
-both the fine structure and a collapse — a task metric alone rewards a collapse onto one square). Cells are mean ±
-standard error over the seeds. The strongest baseline per NFE is the non-distributional method with the lowest
-MMD²@0.05R.
+Methods:
+
+* ``distributional ε=0`` / ``ε=1``: ``<data>-distributional``, Algorithm 2 with churn 0 / 1, NFE steps;
+* ``regression DDIM``: ``<data>-regression`` (same net, β = 2, interaction 0), Algorithm 2 with churn 0 (toys, digits);
+* on the score model (``toy2d-<toy>``, ``digits8``, ``patches16``): ``dpmpp2m``, ``ab2`` (NFE steps) and ``heun``
+  (NFE/2 steps, even NFE only) of the library, and diffusers' ``unipc2`` / ``unipc3`` (UniPC-2/3, bh2, NFE steps,
+  through ``dd.adapters.sample_scheduler`` on the model's own ᾱ table).
+
+Every method runs on each of its grids (bridge: spacing "t", "lambda", "quadratic"; library solvers: grid kinds
+"lambda", "t", "edm"; UniPC: λ-uniform or Karras σ) with seed 0; the grid with the lowest selection metric (toys:
+MMD² at h = 0.05·R, the finest kernel, which sees both the fine structure and a collapse; images: ``kid_pixels``)
+is kept and run with the other seeds. Cells are mean ± standard error over the seeds. The strongest baseline per
+NFE is the non-distributional method with the lowest selection metric.
 
     python benchmarks/fewstep.py            # the full table (benchmarks/results/fewstep.json, docs/figures/fewstep*.png)
     python benchmarks/fewstep.py --quick    # NFE 1, 2, 4, 8, 1 seed, 1024 samples; writes to benchmarks/results/latest/
+    python benchmarks/fewstep.py --datasets digits,patches16 --out benchmarks/results/fewstep_images.json
 """
 
 from __future__ import annotations
@@ -35,43 +46,79 @@ from _common import machine  # noqa: E402
 
 import diffdensity as dd  # noqa: E402
 from diffdensity.data import load_dataset  # noqa: E402
-from diffdensity.distributional.quality import structure_metrics  # noqa: E402
+from diffdensity.distributional.quality import kid, structure_metrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NFES = (1, 2, 3, 4, 6, 8, 16, 32)
-TASK = {"checkerboard": "on_squares", "8gaussians": "within_3sigma"}
+TASK = {"checkerboard": "on_squares", "8gaussians": "within_3sigma", "digits": "kid_conv", "patches16": "kid_conv"}
+SCORE_MODEL = {"digits": "digits8", "patches16": "patches16"}  # toys: toy2d-<toy>
+IMAGE_N = {"digits": 360, "patches16": 512}  # samples per seed (digits: the whole held-out split)
 SOLVER_GRIDS = ("lambda", "t", "edm")
+UNIPC_GRIDS = ("lambda", "karras")
 SPACINGS = ("t", "lambda", "quadratic")
 DISTRIBUTIONAL = ("distributional ε=0", "distributional ε=1")
-SELECT = "mmd2@0.05R"  # grid choice and strongest baseline: lowest mean over seeds
+
+
+def select_key(ds: str) -> str:
+    """The metric that picks each method's grid and the strongest baseline (lower is better)."""
+    return "kid_pixels" if ds in IMAGE_N else "mmd2@0.05R"
 
 
 def methods(ds: str, pretrained: str | None = None) -> dict:
     """name -> (model, kind, churn, grids, steps(nfe) or None when the NFE is not reachable)."""
     where = (lambda n: str(Path(pretrained) / n)) if pretrained else (lambda n: n)
-    gen, reg, score = dd.load(where(f"{ds}-distributional")), dd.load(where(f"{ds}-regression")), dd.load(f"toy2d-{ds}")
+    gen, score = dd.load(where(f"{ds}-distributional")), dd.load(SCORE_MODEL.get(ds, f"toy2d-{ds}"))
     same = lambda k: k  # noqa: E731
     half = lambda k: k // 2 if k % 2 == 0 else None  # noqa: E731
-    return {
+    out = {
         "distributional ε=0": (gen, "bridge", 0.0, SPACINGS, same),
         "distributional ε=1": (gen, "bridge", 1.0, SPACINGS, same),
-        "regression DDIM": (reg, "bridge", 0.0, SPACINGS, same),
-        "dpmpp2m": (score, "dpmpp2m", None, SOLVER_GRIDS, same),
-        "ab2": (score, "ab2", None, SOLVER_GRIDS, same),
-        "heun": (score, "heun", None, SOLVER_GRIDS, half),
     }
+    if ds != "patches16":  # no regression twin for patches16 (its score-model twin is the shipped patches16)
+        out["regression DDIM"] = (dd.load(where(f"{ds}-regression")), "bridge", 0.0, SPACINGS, same)
+    out.update(
+        {
+            "dpmpp2m": (score, "dpmpp2m", None, SOLVER_GRIDS, same),
+            "ab2": (score, "ab2", None, SOLVER_GRIDS, same),
+            "heun": (score, "heun", None, SOLVER_GRIDS, half),
+            "unipc2": (score, "unipc2", None, UNIPC_GRIDS, same),
+            "unipc3": (score, "unipc3", None, UNIPC_GRIDS, same),
+        }
+    )
+    return out
 
 
-def draw(model, kind: str, churn, grid: str, steps: int, n: int, seed: int):
-    """(samples (n, 2), measured NFE, seconds) for one method, grid, step count and seed."""
+def _unipc(model, x_T, kind: str, grid: str, steps: int):
+    import warnings
+
+    from diffusers import UniPCMultistepScheduler
+
+    from diffdensity.adapters import sample_scheduler, scheduler_for
+
+    sched = scheduler_for(
+        model,
+        UniPCMultistepScheduler,
+        solver_order=int(kind[-1]),
+        final_sigmas_type="sigma_min",
+        use_karras_sigmas=grid == "karras",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # numpy 2's copy keyword inside diffusers
+        return sample_scheduler(model, x_T, sched, steps)
+
+
+def draw(model, kind: str, churn, grid: str, steps: int, n: int, seed: int, shape=(2,)):
+    """(samples (n, *shape), measured NFE, seconds) for one method, grid, step count and seed."""
     g = torch.Generator().manual_seed(seed)
-    x_T = model.schedule.sample_prior((n, 2), generator=g, dtype=torch.get_default_dtype())
+    x_T = model.schedule.sample_prior((n, *shape), generator=g, dtype=torch.get_default_dtype())
     t0 = time.perf_counter()
     with torch.no_grad():
         if kind == "bridge":
             out = dd.sample_distributional(model, x_T, steps=steps, churn=churn, generator=g, spacing=grid)
+        elif kind.startswith("unipc"):
+            out = _unipc(model, x_T, kind, grid, steps)
         else:
-            out = dd.sample_ode(model, x_T, steps=steps, solver=kind, grid=grid)
+            out = dd.sample_ode(model, x_T, steps=steps, solver=kind, grid=grid, progress=False)
     return out.x.detach(), int(out.nfe), time.perf_counter() - t0
 
 
@@ -81,43 +128,56 @@ def _summary(vals: list) -> dict:
     return {"mean": float(v.mean()), "se": se}
 
 
+def metrics(x, ref, ds: str) -> dict:
+    """The data set's metrics of one sample set (means over 4 disjoint sets)."""
+    if ds in IMAGE_N:
+        return {"kid_pixels": kid(x, ref, "pixels")["mean"], "kid_conv": kid(x, ref, "random_conv")["mean"]}
+    m = structure_metrics(x, ref, ds, sets=4)
+    return {k: m[k]["mean"] for k in m if k != "bandwidths"}
+
+
 def evaluate(model, kind, churn, grid, steps, ds, ref, n, seeds) -> dict:
     """Metrics (mean ± SE over seeds) of one method on one grid at one step count."""
     per, nfe, secs = [], 0, 0.0
     for seed in seeds:
-        x, nfe, s = draw(model, kind, churn, grid, steps, n, seed)
+        x, nfe, s = draw(model, kind, churn, grid, steps, n, seed, tuple(ref.shape[1:]))
         secs += s
-        m = structure_metrics(x, ref, ds, sets=4)
-        per.append({k: m[k]["mean"] for k in m if k != "bandwidths"})
+        per.append(metrics(x, ref, ds))
     out = {k: _summary([p[k] for p in per]) for k in per[0]}
     out.update(grid=grid, steps=steps, nfe=nfe, us_per_sample=1e6 * secs / (n * len(seeds)))
     return out
 
 
 def run_dataset(ds: str, nfes, n: int, seeds, pretrained=None) -> dict:
-    """{method: {nfe: best-grid result, with "all_grids": {grid: {task, SELECT means}}}} for one toy."""
+    """{method: {nfe: best-grid result, with "all_grids": {grid: {task, selection metric} on seed 0}}} for one data
+    set: every grid on the first seed, the best one on all seeds."""
+    n = min(n, IMAGE_N.get(ds, n))
     ref = load_dataset(ds).test_model_space()[:n]
-    task, res = TASK[ds], {}
+    task, sel, res = TASK[ds], select_key(ds), {}
     for name, (model, kind, churn, grids, steps_of) in methods(ds, pretrained).items():
         res[name] = {}
         for k in nfes:
             steps = steps_of(k)
             if not steps:
                 continue
-            cands = {gr: evaluate(model, kind, churn, gr, steps, ds, ref, n, seeds) for gr in grids}
-            best = min(cands, key=lambda gr: cands[gr][SELECT]["mean"])
+            cands = {gr: evaluate(model, kind, churn, gr, steps, ds, ref, n, seeds[:1]) for gr in grids}
+            best = min(cands, key=lambda gr: cands[gr][sel]["mean"])
             res[name][k] = {
-                **cands[best],
-                "all_grids": {gr: {task: c[task]["mean"], SELECT: c[SELECT]["mean"]} for gr, c in cands.items()},
+                **(evaluate(model, kind, churn, best, steps, ds, ref, n, seeds) if len(seeds) > 1 else cands[best]),
+                "all_grids": {gr: {task: c[task]["mean"], sel: c[sel]["mean"]} for gr, c in cands.items()},
             }
-            print(f"{ds:>12} {name:>20} NFE {k:>2}: {task} {cands[best][task]['mean']:.3f} ({best})", flush=True)
+            r = res[name][k]
+            print(
+                f"{ds:>12} {name:>20} NFE {k:>2}: {task} {r[task]['mean']:.4g}, {sel} {r[sel]['mean']:.4g} ({best})",
+                flush=True,
+            )
     return res
 
 
-def strongest_baseline(res: dict, k: int):
-    """(name, result) of the non-distributional method with the lowest MMD²@0.05R at NFE k (None if none ran)."""
+def strongest_baseline(res: dict, k: int, ds: str):
+    """(name, result) of the non-distributional method with the lowest selection metric at NFE k (None if none ran)."""
     cands = [(m, r[k]) for m, r in res.items() if m not in DISTRIBUTIONAL and k in r]
-    return min(cands, key=lambda c: c[1][SELECT]["mean"]) if cands else (None, None)
+    return min(cands, key=lambda c: c[1][select_key(ds)]["mean"]) if cands else (None, None)
 
 
 def _cell(r, key, digits=3) -> str:
@@ -135,7 +195,7 @@ def markdown(ds: str, res: dict, nfes, key: str, digits: int = 3) -> str:
     for name, r in res.items():
         cells = [(_cell(r.get(k), key, digits) + f" ({r[k]['grid']})") if k in r else "–" for k in nfes]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    strongest = [strongest_baseline(res, k)[0] or "–" for k in nfes]
+    strongest = [strongest_baseline(res, k, ds)[0] or "–" for k in nfes]
     lines.append("| strongest baseline | " + " | ".join(strongest) + " |")
     return "\n".join(lines)
 
@@ -161,7 +221,10 @@ def plot_curves(results: dict, path: Path) -> None:
                 label=name,
                 lw=1.2,
             )
-        ax.axhline(0.9, color="k", lw=0.6, ls=":")
+        if ds in IMAGE_N:
+            ax.set_yscale("log")
+        else:
+            ax.axhline(0.9, color="k", lw=0.6, ls=":")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("NFE")
         ax.set_ylabel(task)
@@ -187,9 +250,9 @@ def plot_scatter(results: dict, path: Path, n: int = 2048, pretrained=None) -> N
         meths, task = methods(ds, pretrained), TASK[ds]
         panels = [("data", load_dataset(ds).test_model_space()[:n], None)]
         for k in (1, 2, 4):
-            name = min(DISTRIBUTIONAL, key=lambda m: res[m][k][SELECT]["mean"])
+            name = min(DISTRIBUTIONAL, key=lambda m: res[m][k][select_key(ds)]["mean"])
             panels.append((name, k, res[name][k]))
-        base, r4 = strongest_baseline(res, 4)
+        base, r4 = strongest_baseline(res, 4, ds)
         panels.append((base, 4, r4))
         for ax, (name, k, r) in zip(row, [(p[0], None, p[1]) if p[2] is None else p for p in panels]):
             if k is None:
@@ -206,14 +269,43 @@ def plot_scatter(results: dict, path: Path, n: int = 2048, pretrained=None) -> N
     plt.close(fig)
 
 
+def plot_image_grids(ds: str, res: dict, path: Path, n: int = 36, pretrained=None) -> None:
+    """Rows: the better distributional churn and the strongest baseline; columns: NFE 1, 2, 4 (seed 0, best grid)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from diffdensity.training.visual import image_grid
+
+    meths, sel = methods(ds, pretrained), select_key(ds)
+    fig, axes = plt.subplots(2, 3, figsize=(9, 6.4), squeeze=False)
+    shape = tuple(load_dataset(ds).test_model_space().shape[1:])
+    for j, k in enumerate((1, 2, 4)):
+        dist = min(DISTRIBUTIONAL, key=lambda m: res[m][k][sel]["mean"])
+        for i, name in enumerate((dist, strongest_baseline(res, k, ds)[0])):
+            model, kind, churn, _, steps_of = meths[name]
+            r = res[name][k]
+            x = draw(model, kind, churn, r["grid"], steps_of(k), n, 0, shape)[0]
+            tr = meths[DISTRIBUTIONAL[0]][0].transform
+            axes[i][j].imshow(
+                image_grid(tr.inverse(x, round=True).reshape(n, *shape), tr.levels).squeeze(), cmap="gray"
+            )
+            axes[i][j].set(xticks=[], yticks=[])
+            axes[i][j].set_title(f"{name}, NFE {k} ({r['grid']})\n{sel} {r[sel]['mean']:.4f}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="NFE 1, 2, 4, 8, one seed, 1024 samples")
-    ap.add_argument("--datasets", default="checkerboard,8gaussians")
+    ap.add_argument("--datasets", default="checkerboard,8gaussians", help="toys and/or digits, patches16")
     ap.add_argument("--n", type=int, default=4096)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument(
-        "--pretrained", default=None, help="folder with <toy>-distributional / -regression (default: shipped)"
+        "--pretrained", default=None, help="folder with <data>-distributional / -regression (default: shipped)"
     )
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/fewstep.json; --quick: latest/)")
     args = ap.parse_args(argv)
@@ -222,8 +314,17 @@ def main(argv=None):
     results = {ds: run_dataset(ds, nfes, n, seeds, args.pretrained) for ds in args.datasets.split(",")}
     text = []
     for ds, res in results.items():
-        for key in [TASK[ds]] + (["modes_covered"] if ds == "8gaussians" else []) + [SELECT, "energy_distance"]:
-            text.append(markdown(ds, res, nfes, key, 4 if key.startswith(("energy", "mmd")) else 3))
+        keys = (
+            ["kid_pixels", "kid_conv"]
+            if ds in IMAGE_N
+            else [TASK[ds]] + (["modes_covered"] if ds == "8gaussians" else []) + [select_key(ds), "energy_distance"]
+        )
+        for key in keys:
+            text.append(
+                markdown(
+                    ds, res, nfes, key, 5 if key.startswith("kid") else 4 if key.startswith(("energy", "mmd")) else 3
+                )
+            )
     print("\n\n".join(text))
     suffix = "_quick" if args.quick else ""
     out = (
@@ -243,9 +344,14 @@ def main(argv=None):
     }
     out.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     figs = out.parent if args.quick else ROOT / "docs" / "figures"
-    plot_curves(results, figs / f"fewstep{suffix}.png")
-    plot_scatter(results, figs / f"fewstep_scatter{suffix}.png", pretrained=args.pretrained)
-    print(f"wrote {out}, {figs / f'fewstep{suffix}.png'}, {figs / f'fewstep_scatter{suffix}.png'}")
+    toys = {ds: r for ds, r in results.items() if ds not in IMAGE_N}
+    tag = "" if toys else "_images"
+    plot_curves(results, figs / f"fewstep{tag}{suffix}.png")
+    if toys:
+        plot_scatter(toys, figs / f"fewstep_scatter{suffix}.png", pretrained=args.pretrained)
+    for ds in set(results) - set(toys):
+        plot_image_grids(ds, results[ds], figs / f"fewstep_grids_{ds}{suffix}.png", pretrained=args.pretrained)
+    print(f"wrote {out} and figures in {figs}")
 
 
 if __name__ == "__main__":

@@ -209,3 +209,35 @@ def test_distributional_sample_same_files_for_the_same_seed_with_device(tmp_path
         assert res.exit_code == 0, res.output
         runs.append(np.load(out / "samples.npz"))
     assert np.array_equal(runs[0]["z"], runs[1]["z"]) and runs[0]["z"].shape == (64, 2)
+
+
+def test_distributional_sample_quadratic_spacing_is_the_library_call(tmp_path):
+    """--spacing quadratic reaches Algorithm 2: the same samples as dd.sample_distributional(..., spacing="quadratic")
+    with the command's seed, and different ones from the uniform-t grid."""
+    import torch
+
+    import diffdensity as dd
+    from diffdensity.distributional.experiments import draw_samples
+
+    outs = {}
+    for spacing in ("quadratic", "t"):
+        out = tmp_path / spacing
+        args = ["distributional", "sample", "checkerboard-distributional", "--steps", "2", "--n", "16"]
+        res = CliRunner().invoke(main, [*args, "--spacing", spacing, "--seed", "3", "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        outs[spacing] = np.load(out / "samples.npz")["z"]
+    m = dd.load("checkerboard-distributional")
+    ref = draw_samples(m, 16, 2, 1.0, torch.Generator().manual_seed(3), "quadratic").numpy()
+    assert np.allclose(outs["quadratic"], ref) and not np.allclose(outs["quadratic"], outs["t"])
+
+
+def test_sample_ode_with_two_probes_writes_standard_errors(tmp_path):
+    """--n-probes 2 gives the tracked log p a standard error: logp_stderr in samples.npz, its median in summary.json."""
+    out = tmp_path / "s"
+    args = ["sample", "toy2d-moons", "--method", "ode", "--solver", "heun", "--steps", "16", "--n", "8"]
+    res = CliRunner().invoke(main, [*args, "--n-probes", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    arr = np.load(out / "samples.npz")
+    assert arr["logp_stderr"].shape == (8,) and (arr["logp_stderr"] > 0).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert abs(summary["logp_stderr_median"] - float(np.median(arr["logp_stderr"]))) < 1e-6 and summary["n_probes"] == 2

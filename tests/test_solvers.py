@@ -326,3 +326,27 @@ def test_every_registered_generic_fixed_step_solver_has_its_declared_order():
             hs.append(T / n)
             errs.append(abs(sol.y[0].item() - ue) + abs(sol.y[1].item() - we))
         assert abs(fitted_order(hs, errs) - s.order) < 0.25, (name, fitted_order(hs, errs))
+
+
+# --- the solvers' own quadrature weights (issue 25: standard errors of tracked log p) ---------------------------------
+@pytest.mark.parametrize("name", ["euler", "heun", "midpoint", "ab2", "dpmpp2m"])
+def test_integral_weights_are_each_solvers_quadrature(name):
+    """The replay weights integrate a constant rate exactly for every fixed-step solver (Σ w_e = span) and a linear
+    one exactly for the order-2 solvers (Σ w_e τ_e = ∫ τ dτ; the multistep ones after their first, Euler, step), on a
+    non-uniform grid; Euler's are its step lengths."""
+    import diffdensity as dd
+    from diffdensity.solvers import Problem, resolve
+    from diffdensity.solvers.fixed import integral_weights
+
+    nodes = [-3.0, -2.5, -1.0, 0.5, 1.0, 3.0]
+    taus: list[float] = []
+    w = integral_weights(resolve(name), Problem(nodes, lams=nodes, schedule=dd.VP()), lambda t: taus.append(t) or 1.0)
+    assert len(w) == len(taus) == (len(nodes) - 1) * resolve(name).evals_per_step
+    span = nodes[-1] - nodes[0]
+    assert sum(w) == pytest.approx(span, abs=1e-12)
+    if name == "euler":
+        assert w == pytest.approx([b - a for a, b in zip(nodes, nodes[1:])], abs=1e-12)
+    else:  # the multistep methods start with one Euler step (left rectangle), exact from there on
+        start = 1 if name in ("ab2", "dpmpp2m") else 0
+        exact = (nodes[-1] ** 2 - nodes[start] ** 2) / 2 + start * (nodes[1] - nodes[0]) * nodes[0]
+        assert sum(wi * t for wi, t in zip(w, taus)) == pytest.approx(exact, abs=1e-12)

@@ -27,13 +27,15 @@ MAX_PROBES = 4096
 
 @dataclass
 class Eval:
-    """The model at (λ, x): score ``s``; ``lap`` = Δ log p and ``hvp`` = (v ↦ ∇²log p v) only when asked for."""
+    """The model at (λ, x): score ``s``; ``lap`` = Δ log p and ``hvp`` = (v ↦ ∇²log p v) only when asked for;
+    ``lap_var`` the Monte-Carlo variance of ``lap`` per sample (0 exact, None from a single Hutchinson probe)."""
 
     lam: float | Tensor
     x: Tensor
     s: Tensor
     lap: Tensor | None = None
     hvp: Callable[[Tensor], Tensor] | None = None
+    lap_var: Tensor | None = None
 
 
 def make_probes(x: Tensor, n_probes: int = 1, kind: str = "rademacher", generator=None) -> Tensor:
@@ -83,6 +85,7 @@ class Divergence:
         self.batched = True  # False once vmap failed on this model: one VJP per vector from then on
         self._chunk: int | None = None  # the "auto" chunk, chosen by speed at the first evaluation
         self._cap: int | None = None  # the most vectors per chunk the memory budget allows (measured)
+        self.last_var: Tensor | None = None  # the variance of the last estimate (see :meth:`trace`)
 
     @classmethod
     def of(cls, divergence, generator=None) -> "Divergence | None":
@@ -139,11 +142,14 @@ class Divergence:
         return out
 
     def trace(self, s: Tensor, vjp, x: Tensor) -> Tensor:
-        """div s per sample from ``vjp(V) -> V J`` (V: (k, *x.shape)), exact or Hutchinson, batched where possible."""
+        """div s per sample from ``vjp(V) -> V J`` (V: (k, *x.shape)), exact or Hutchinson, batched where possible;
+        ``last_var`` becomes the estimate's variance per sample: 0 exact, the probes' spread over their number for
+        two or more Hutchinson probes, None for one."""
         B, D = x.shape[0], x[0].numel()
         if self.kind == "hutchinson":
             probes = self._probes(x)
-            return (self._vjps(vjp, probes) * probes).reshape(probes.shape[0], B, -1).sum(-1).mean(0)
+            return self._mean_var((self._vjps(vjp, probes) * probes).reshape(probes.shape[0], B, -1).sum(-1))
+        self.last_var = x.new_zeros(B)
         eye = torch.eye(D, dtype=x.dtype, device=x.device)
         # ∂s_i/∂x_i per basis vector, summed once at the end: the same additions whatever the chunks (a chunk size chosen
         # by timing must not change a single bit of the result)
@@ -163,6 +169,12 @@ class Divergence:
         if self.chunk_size == "auto" and self._chunk is None and timed:
             self._chunk = min(timed, key=lambda ct: ct[1] / ct[0])[0]  # fastest per vector, first D vectors only
         return diag.sum(0)
+
+    def _mean_var(self, est: Tensor) -> Tensor:
+        """The mean over probes of the estimates (n_probes, batch); their variance of the mean into ``last_var``."""
+        k = est.shape[0]
+        self.last_var = est.var(0).detach() / k if k > 1 else None
+        return est.mean(0)
 
     def _next_chunk(self, x: Tensor, timed: list) -> int:
         """The next chunk's size: fixed, or for "auto" (until chosen) trial sizes 1, 2, 4, … up to the memory cap,
@@ -228,7 +240,7 @@ class Divergence:
             s, jv = jvp(lambda y: model.score(y, lam), (x.detach(),), (v,))  # type: ignore[misc]  # torch stub: a 3-tuple only with has_aux
             divs.append(flat_dot(jv, v))
         assert s is not None  # _probes gives at least one probe
-        return s.detach(), torch.stack(divs).mean(0).detach()
+        return s.detach(), self._mean_var(torch.stack(divs)).detach()
 
 
 def _vmap_failure(e: RuntimeError) -> bool:
@@ -267,11 +279,11 @@ def evaluate(model, lam, x: Tensor, needs=frozenset(), divergence: Divergence | 
         raise ValueError("this sampler needs Δ log p: pass divergence='exact' or 'hutchinson'.")
     if needs == {"lap"} and divergence is not None and divergence.kind == "hutchinson" and divergence.mode == "jvp":
         s, lap = divergence.jvp(model, x, lam)
-        return Eval(lam, x, s, lap)
+        return Eval(lam, x, s, lap, lap_var=divergence.last_var)
     if needs == {"lap"} and divergence is not None and not divergence.measuring:
         with torch.enable_grad():
             s, lap = divergence.evaluate(model, x, lam)
-        return Eval(lam, x, s, lap)
+        return Eval(lam, x, s, lap, lap_var=divergence.last_var)
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         s = divergence.forward(model, xg, lam, lambda: model.score(xg, lam)) if divergence is not None \
@@ -283,7 +295,7 @@ def evaluate(model, lam, x: Tensor, needs=frozenset(), divergence: Divergence | 
             """∇²log p · v (for a learned score: Jᵀv, the same quadratic form vᵀJv)."""
             with torch.enable_grad():
                 return torch.autograd.grad(s, xg, v, retain_graph=True)[0].detach()
-    return Eval(lam, x, s.detach(), lap, hvp)
+    return Eval(lam, x, s.detach(), lap, hvp, divergence.last_var if lap is not None and divergence is not None else None)
 
 
 def score_and_divergence(model, x: Tensor, lam, divergence: str | None, probes: Tensor | None = None,

@@ -17,6 +17,7 @@ from .dynamics import Dynamics
 from .evaluation import Divergence, Eval
 from .models import CountingModel
 from .solvers import Problem, odeint, resolve, sdeint
+from .solvers.fixed import integral_weights
 from .tracking import TRACKERS, AugmentedODE, AugmentedSDE
 
 __all__ = ["Samples", "integrate_ode", "integrate_sde", "DEFAULT_GRID", "prepare"]
@@ -170,7 +171,7 @@ def integrate_ode(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
             g = _grid(sch, lam0, lam1, steps, grid, solver.grid or DEFAULT_GRID)
             sol = leg.fixed(solver, y0, g, progress, callback)
     check_state(desc, lam1, *sol.y)
-    return Samples(sol.y[0], sol.y[1] if track else None, m.nfe, field.last)
+    return Samples(sol.y[0], sol.y[1] if track else None, m.nfe, field.last, leg.stderr)
 
 
 def solver_steps(solver, steps, grid, default: int | None = None):
@@ -189,6 +190,7 @@ class _Leg:
     def __init__(self, field, tv, lam0: float, lam1: float, track: bool, desc: str):
         self.field, self.tv, self.lam0, self.lam1, self.track, self.desc = field, tv, lam0, lam1, track, desc
         self.lo, self.hi = min(lam0, lam1), max(lam0, lam1)
+        self.stderr: Tensor | None = None  # of the tracked log p, where the solve can tell it (fixed steps)
 
     def adaptive(self, solver, y0, progress, callback):
         lam0, lam1, tv = self.lam0, self.lam1, self.tv
@@ -217,10 +219,25 @@ class _Leg:
                           dtau_du=(1.0 / tv.dlam_dtau(taus)).tolist(), lams=g.tolist(),
                           schedule=self.field.dyn.schedule)
         try:
-            return odeint(func, y0, taus, method=solver, problem=problem,
-                          callback=lambda i, tau, y: report(i, float(g[i + 1]), y))
+            sol = odeint(func, y0, taus, method=solver, problem=problem,
+                         callback=lambda i, tau, y: report(i, float(g[i + 1]), y))
         finally:
             _close(bar)
+        if self.track:
+            scale = None if tv.name == "lambda" else \
+                (lambda tau: float(tv.dlam_dtau(torch.tensor(tau, dtype=torch.float64))))
+            self.stderr = combine_stderr(integral_weights(solver, problem, scale), self.field.rate_vars)
+        return sol
+
+
+def combine_stderr(weights, variances) -> Tensor | None:
+    """√(Σ_e w_e² v_e): the standard error of Σ_e w_e r_e for independent rate errors of variances v_e (None if any
+    v_e is unknown, or the counts disagree)."""
+    if len(weights) != len(variances) or any(v is None for v in variances):
+        return None
+    if not variances:
+        return None
+    return torch.stack([w * w * v for w, v in zip(weights, variances)]).sum(0).sqrt()
 
 
 def _close(bar):
@@ -254,7 +271,11 @@ def integrate_sde(model, dynamics: Dynamics, x: Tensor, lam0: float, lam1: float
         sol = sdeint(sde, _initial(x, track, logp0), g, generator=generator, dw=dw,
                      callback=_reporter(callback, bar, sde, track, desc))
     _close(bar)
+    stderr = None
+    if track:  # Euler–Maruyama adds h_e · rate_e; the corrected tracker reads no divergence
+        stderr = torch.zeros_like(sol.y[1]) if sde.corrected else \
+            combine_stderr((g[1:] - g[:-1]).tolist(), sde.rate_vars)
     last = sde.last if sde.last is not None and float(sde.last.lam) == lam1 else None
     if last is not None and not torch.equal(last.x, sol.y[0]):
         last = None
-    return Samples(sol.y[0], sol.y[1] if track else None, m.nfe, last)
+    return Samples(sol.y[0], sol.y[1] if track else None, m.nfe, last, stderr)

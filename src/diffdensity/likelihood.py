@@ -43,7 +43,8 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str | Sol
     ``nodes=0`` is the augmented solve with one probe held for the whole solve (the reference's scheme, noisier).
     Fixed-step solvers draw fresh probes at every evaluation. ``precision`` (nats): spend probes until each example's
     standard error is below it (quadrature scheme). ``return_stderr=True`` also returns the standard errors
-    (0 for the exact divergence); ``return_nfe=True`` the score evaluations. ``batch_size``: inputs are encoded in
+    (0 for the exact divergence; a fixed-step solver needs ``n_probes`` ≥ 2: the probes' spread at each evaluation,
+    weighted by the solver's own quadrature weights); ``return_nfe=True`` the score evaluations. ``batch_size``: inputs are encoded in
     chunks of this many (memory bounded; results identical). ``generator`` seeds the probes (None: seed 0, so a call
     is reproducible); it may be one generator per example."""
     check_choice(density, "density", DENSITIES)
@@ -52,7 +53,7 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str | Sol
     generator = as_generator(generator, allow_list=True)
     solver = resolve(solver, strict=False, rtol=rtol, atol=atol, control=control, time=_pf_time(time, solver))
     steps = solver_steps(solver, steps, grid, default=1024)
-    scheme = _scheme(divergence, solver, nodes, precision, return_stderr)
+    scheme = _scheme(divergence, solver, nodes, precision, return_stderr, n_probes)
     kw = dict(divergence=divergence, solver=solver, steps=steps, grid=grid, n_probes=n_probes, probe=probe,
               chunk_size=chunk_size, prior=prior, density=density, nodes=nodes, precision=precision,
               progress=progress, scheme=scheme)
@@ -68,13 +69,15 @@ def log_prob(model, x: Tensor, divergence: str = "hutchinson", solver: str | Sol
     return out[0] if len(out) == 1 else out
 
 
-def stderr_available(divergence: str = "hutchinson", solver="dopri5", nodes: int | None = None, **_) -> bool:
-    """Whether ``log_prob`` with these settings reports standard errors (the quadrature scheme, or the exact
-    divergence whose standard error is 0)."""
-    return _scheme(divergence, resolve(solver), nodes, None, False) in ("exact", "quadrature")
+def stderr_available(divergence: str = "hutchinson", solver="dopri5", nodes: int | None = None, n_probes: int = 1,
+                     **_) -> bool:
+    """Whether ``log_prob`` with these settings reports standard errors (the quadrature scheme, a fixed-step solver
+    with at least 2 probes, or the exact divergence whose standard error is 0)."""
+    scheme = _scheme(divergence, resolve(solver), nodes, None, False)
+    return scheme in ("exact", "quadrature") or (scheme == "fresh" and int(n_probes) >= 2)
 
 
-def _scheme(divergence, solver, nodes, precision, return_stderr) -> str:
+def _scheme(divergence, solver, nodes, precision, return_stderr, n_probes: int = 1) -> str:
     """How the divergence integral is estimated: "exact", "quadrature" (adaptive + Hutchinson, the default),
     "held" (adaptive, one probe held: nodes=0) or "fresh" (fixed-step, fresh probes per evaluation)."""
     check_choice(divergence, "divergence", ("hutchinson", "exact"))
@@ -85,9 +88,11 @@ def _scheme(divergence, solver, nodes, precision, return_stderr) -> str:
     if precision is not None and scheme != "quadrature":
         raise ValueError(f"precision= spends Hutchinson probes at quadrature nodes: it needs divergence='hutchinson' "
                          f"with an adaptive solver and nodes > 0 (this call's scheme: {scheme}).")
-    if return_stderr and scheme in ("fresh", "held"):
-        raise ValueError(f"return_stderr: the {scheme!r} scheme has no standard error from its probes; use an adaptive "
-                         "solver (the quadrature scheme) or divergence='exact' (no Monte-Carlo error).")
+    if return_stderr and (scheme == "held" or (scheme == "fresh" and int(n_probes) < 2)):
+        raise ValueError(f"return_stderr: the {scheme!r} scheme{' with one probe' if scheme == 'fresh' else ''} has no "
+                         "standard error from its probes; "
+                         "use an adaptive solver (the quadrature scheme), n_probes >= 2 with a fixed-step solver, or "
+                         "divergence='exact' (no Monte-Carlo error).")
     return scheme
 
 

@@ -97,17 +97,17 @@ GUIDANCE.register("stochastic-density", "diffdensity.guidance:sample_stochastic_
 # is told it does not apply. ``args``: options passed positionally after x_T (in this order).
 SAMPLERS = Registry("sampler")
 SAMPLERS.register("ode", "diffdensity.sampling:sample_ode", default_steps=256, model="score",
-                  options=("solver", "track_logp", "divergence"))
+                  options=("solver", "track_logp", "divergence", "n_probes"))
 SAMPLERS.register("sde", "diffdensity.sampling:sample_sde", default_steps=1024, model="score",
                   options=("track_logp", "tracker"))
 SAMPLERS.register("hd", "diffdensity.sampling:sample_hd", default_steps=1024, model="score", args=("threshold",),
-                  options=("threshold", "first", "solver", "track_logp", "divergence", "tracker"))
+                  options=("threshold", "first", "solver", "track_logp", "divergence", "n_probes", "tracker"))
 for _rule in GUIDANCE:
     _e = GUIDANCE.get(_rule)
     _noise = ("noise",) if _e.meta.get("stochastic") else ()
     SAMPLERS.register(f"{_rule}-guided", _e.target, default_steps=_e.meta["default_steps"], model="score",
                       guidance=_rule, args=("q", *_noise),
-                      options=("q", *_noise, "track_logp", "divergence", *(() if _noise else ("solver",))))
+                      options=("q", *_noise, "track_logp", "divergence", *(() if _noise else ("solver", "n_probes"))))
 SAMPLERS.register("distributional", "diffdensity.distributional:sample_distributional", default_steps=4,
                   model="generator", options=("churn",))
 SAMPLERS.register("ddim", "diffdensity.distributional:sample_ddim", default_steps=4, model="score",

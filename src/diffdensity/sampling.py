@@ -148,6 +148,7 @@ def sample_hd(model, x_T: Tensor, threshold, steps: int = 1024, first: str = "od
     adaptive = solver.adaptive
     div = Divergence(divergence, n_probes=n_probes, generator=generator, fixed=adaptive) if track_logp else None
     x, logp, nfe, last = x_T, _prior_logp(sch, x_T, track_logp, prior), 0, None
+    var: Tensor | None = torch.zeros_like(logp) if logp is not None else None  # the legs' errors are independent
     if n1:
         if first == "ode":
             leg = integrate_ode(model, PFODE(sch), x, sch.lambda_min, lam_thr, track=track_logp, logp0=logp,
@@ -160,13 +161,15 @@ def sample_hd(model, x_T: Tensor, threshold, steps: int = 1024, first: str = "od
                                 steps=n1, tracker=tracker, generator=generator, dw=dw, callback=callback, progress=progress,
                                 desc="sample_hd: SDE", divergence=div, end_needs={"lap"} if track_logp else ())
         x, logp, nfe, last = leg.x, leg.logp, nfe + leg.nfe, leg.last
+        var = None if var is None or leg.stderr is None else var + leg.stderr ** 2
     if n2:
         leg = integrate_ode(model, HDODE(sch), x, lam_thr, sch.lambda_max, track=track_logp, logp0=logp,
                             solver=solver, steps=None if adaptive else n2, divergence=div,
                             generator=generator, callback=callback, progress=progress, desc="sample_hd: HD-ODE",
                             first_eval=last)
         x, logp, nfe = leg.x, leg.logp, nfe + leg.nfe
-    return Samples(x, logp, nfe)
+        var = None if var is None or leg.stderr is None else var + leg.stderr ** 2
+    return Samples(x, logp, nfe, stderr=None if var is None else var.sqrt())
 
 
 # ------------------------------------------------------------------------------ one runner for every sampler

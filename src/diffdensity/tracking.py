@@ -51,6 +51,14 @@ class LogDensityRule:
         rest = noise.trace_rest(ev) if noise is not None else None
         return rate if rest is None else rate + 0.5 * self.direction * rest
 
+    def rate_var(self, ev: Eval, noise: Noise | None) -> Tensor | None:
+        """The Monte-Carlo variance of :meth:`rate` per sample: coef² Var(Δ̂ log p) (the rate is affine in it);
+        0 where Δ log p is not read, None where its estimate carries no variance (one Hutchinson probe)."""
+        coef = self.lap_coef(ev.lam, ev.x, noise)
+        if ev.lap is None or not bool((coef != 0).any()):
+            return ev.x.new_zeros(ev.x.shape[0])
+        return None if ev.lap_var is None else per_sample(coef, ev.x) ** 2 * ev.lap_var
+
     @staticmethod
     def noise_term(ev: Eval, g_dw: Tensor) -> Tensor:
         """⟨s, G dW⟩."""
@@ -69,7 +77,7 @@ def _same_lam(a, b) -> bool:
 
 class AugmentedODE:
     """The vector field λ ↦ (ũ, d log p/dλ) of an ODE sampler (log p only when ``track``); ``last`` is the last
-    evaluation, for callbacks."""
+    evaluation, for callbacks; ``rate_vars`` the Monte-Carlo variance of each call's log-density rate."""
 
     def __init__(self, model, dynamics: Dynamics, track: bool, divergence: Divergence | None = None,
                  direction: int = 1, first_eval: Eval | None = None):
@@ -77,6 +85,7 @@ class AugmentedODE:
         self.rule = LogDensityRule(dynamics, direction) if track else None
         self.last: Eval | None = None
         self.first = first_eval
+        self.rate_vars: list[Tensor | None] = []
 
     def _reuse(self, lam, x, needs) -> Eval | None:
         """The previous leg's end evaluation, once, if it is at this (λ, x) and holds what is needed."""
@@ -93,7 +102,10 @@ class AugmentedODE:
         ev = self.last = self._reuse(lam, x, needs) or evaluate(self.model, lam, x, needs, self.divergence)
         check_state(f"{type(self.dyn).__name__} (model output)", lam, ev.s, ev.lap)
         ut = self.dyn.drift(ev)
-        return (ut,) if self.rule is None else (ut, self.rule.rate(ev, ut, None))
+        if self.rule is None:
+            return (ut,)
+        self.rate_vars.append(self.rule.rate_var(ev, None))
+        return ut, self.rule.rate(ev, ut, None)
 
 
 class AugmentedSDE:
@@ -118,6 +130,7 @@ class AugmentedSDE:
         self.uses_end_evaluation = self.corrected
         self.last: Eval | None = None
         self.end_lam, self.end_needs = end
+        self.rate_vars: list[Tensor | None] = []  # the em tracker's: Monte-Carlo variance of each step's rate
 
     def evaluate(self, lam, y):
         x = y[0]
@@ -136,6 +149,7 @@ class AugmentedSDE:
             return (ut,)
         if self.corrected:
             return ut, ev.x.new_zeros(ev.x.shape[0])
+        self.rate_vars.append(self.rule.rate_var(ev, noise))
         return ut, self.rule.rate(ev, ut, noise)
 
     def diffusion(self, state, dw):

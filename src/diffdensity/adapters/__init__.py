@@ -19,7 +19,8 @@ Each adapter is a model (``.schedule`` and ``.score(x, lam)``) that converts one
 * :func:`from_diffusers` on a *pipeline* (instance, folder or hub id) with ``prompt=`` — a latent text-to-image
   model (:class:`~diffdensity.adapters.pipelines.PipelineModel`, with ``encode``/``decode`` through the VAE);
   its ``guidance_scale`` is diffusers' (:func:`~diffdensity.adapters.pipelines.library_w`: w = guidance_scale − 1).
-* :mod:`diffdensity.adapters.schedulers` — diffusers schedulers that run the library's samplers inside a pipeline.
+* :mod:`diffdensity.adapters.schedulers` — diffusers schedulers that run the library's samplers inside a pipeline,
+  and :func:`sample_scheduler`: any diffusers ε-prediction scheduler (UniPC, DPM-Solver, DEIS) on a VP model.
 
 The λ range of an adapter's schedule is what its network was trained on (samplers and log_prob refuse λ outside
 it; ``lambda_range`` may narrow it, never widen it).
@@ -35,11 +36,12 @@ __all__ = ["from_diffusers", "from_denoiser", "from_score_sde", "DiffusersModel"
            "Guided", "warn_if_guided", "lambda_table", "timestep_from_lambda", "vp_lambda_from_time",
            "vp_time_from_lambda"]
 # also here, loaded on first use: PipelineModel, library_w, guided_latents (pipelines) and the diffusers schedulers
-# TrackedSDEScheduler, DensityGuidanceScheduler, HighDensityScheduler (schedulers)
+# TrackedSDEScheduler, DensityGuidanceScheduler, HighDensityScheduler, and scheduler_for / sample_scheduler (a
+# diffusers scheduler on a VP diffdensity model) (schedulers)
 
 _LAZY = {"PipelineModel": "pipelines", "library_w": "pipelines", "guided_latents": "pipelines",
          "TrackedSDEScheduler": "schedulers", "DensityGuidanceScheduler": "schedulers",
-         "HighDensityScheduler": "schedulers"}
+         "HighDensityScheduler": "schedulers", "scheduler_for": "schedulers", "sample_scheduler": "schedulers"}
 
 
 def __getattr__(name):

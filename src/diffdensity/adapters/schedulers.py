@@ -37,9 +37,9 @@ from .._rng import draw
 from ..dynamics import HDODE, PFODE, IsotropicNoise, ReverseSDE
 from ..evaluation import Eval
 from ..tracking import corrected_logp_increment
-from .diffusers import DiffusersModel
+from .diffusers import DiffusersModel, lambda_table
 
-__all__ = ["TrackedSDEScheduler", "DensityGuidanceScheduler", "HighDensityScheduler"]
+__all__ = ["TrackedSDEScheduler", "DensityGuidanceScheduler", "HighDensityScheduler", "scheduler_for", "sample_scheduler"]
 
 
 def _no_net(x, timestep, **kw):  # the schedulers convert outputs; they never call a network
@@ -206,3 +206,56 @@ class HighDensityScheduler(_LibraryScheduler):
         if self.config.first == "sde":
             return self._em(ReverseSDE(self.schedule), ev, generator)[0]
         return self._euler(PFODE(self.schedule), ev)
+
+
+# ------------------------------------------------------------------------------------------------ the other way round
+def _check_vp(model) -> None:
+    from ..schedules import VP
+
+    if not isinstance(getattr(model, "schedule", None), VP):
+        raise ValueError(f"diffusers' ε-prediction schedulers describe a VP process (x = √ᾱ x₀ + √(1−ᾱ) ε); "
+                         f"{type(model).__name__} has schedule {type(getattr(model, 'schedule', None)).__name__}. "
+                         "Use a VP model, or the library's own solvers (dd.sample_ode) for other schedules.")
+
+
+def scheduler_for(model, scheduler_class, num_train_timesteps: int = 1000, **config):
+    """A diffusers scheduler of class ``scheduler_class`` whose ``alphas_cumprod`` table is the VP model's own
+    process: ᾱ_k = sigmoid(λ_k) at λ_k uniform from λ_max (k = 0) to λ_min (k = T − 1); ``config`` is passed on
+    (e.g. ``solver_order=3``, ``use_karras_sigmas=True``, ``timestep_spacing="trailing"``)."""
+    _check_vp(model)
+    sch = model.schedule
+    lam = torch.linspace(sch.lambda_max, sch.lambda_min, int(num_train_timesteps), dtype=torch.float64)
+    abar = torch.sigmoid(lam)
+    betas = 1 - abar / torch.cat([abar.new_ones(1), abar[:-1]])
+    return scheduler_class(num_train_timesteps=int(num_train_timesteps), trained_betas=betas.tolist(),
+                           prediction_type="epsilon", **config)
+
+
+def sample_scheduler(model, x_T: Tensor, scheduler, steps: int, *, generator: torch.Generator | None = None,
+                     progress: bool | None = None):
+    """Sample a VP model with a diffusers ε-prediction scheduler (UniPC, DPM-Solver, DEIS, DDIM, ...): its own
+    time grid and update, fed ε̂ = −σ s(x, λ) with λ = −2 log σ_k of the scheduler's step (its ``sigmas`` table,
+    else its timestep's ᾱ). Make the scheduler with :func:`scheduler_for`. Returns Samples(x, None, nfe)."""
+    from ..integrate import Samples, prepare
+
+    _check_vp(model)
+    counted = prepare(model, x_T)
+    scheduler.set_timesteps(int(steps))
+    ts = scheduler.timesteps
+    sigmas = getattr(scheduler, "sigmas", None)
+    table = lambda_table(scheduler.alphas_cumprod)
+    x = x_T
+    it = enumerate(ts)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, total=len(ts), desc="sample_scheduler")
+    with torch.no_grad():
+        for i, t in it:
+            lam = (-2 * torch.log(torch.as_tensor(sigmas[i], dtype=torch.float64)) if sigmas is not None and
+                   len(sigmas) > len(ts) else table[int(t)])
+            lam = lam.clamp(model.schedule.lambda_min, model.schedule.lambda_max).to(x.dtype)
+            s = torch.sigmoid(-lam).sqrt()
+            eps = -s * counted.score(x, lam.expand(x.shape[0]))
+            x = scheduler.step(eps, t, x, return_dict=False)[0]
+    return Samples(x, None, counted.nfe)

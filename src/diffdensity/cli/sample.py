@@ -6,13 +6,14 @@ import json
 import click
 
 from . import main
-from ._common import (DEVICE, DIVERGENCES, FINITE, PIPELINE_PARAMS, QUANTILE, SEED, UNIT, csv, default_steps,
+from ._common import (COUNT, DEVICE, DIVERGENCES, FINITE, PIPELINE_PARAMS, QUANTILE, SEED, UNIT, csv, default_steps,
                       method_choice, model_arg, pipeline_options, resolve_model, solver_option)
 
 # sampler option -> the click parameter holding it
 _OPTION_PARAMS = {"track_logp": "track", "tracker": "tracker", "solver": "solver", "divergence": "divergence",
+                  "n_probes": "n_probes",
                   "threshold": "threshold", "first": "first", "q": "q", "noise": "noise", "churn": "churn"}
-_RECORDED = ("threshold", "first", "q", "noise")  # written to summary.json where they apply
+_RECORDED = ("threshold", "first", "q", "noise", "n_probes")  # written to summary.json where they apply
 
 
 def sampler_options(ctx, method: str) -> dict:
@@ -46,8 +47,9 @@ def _run(m, x_T, method, steps, g, options, qs):
         return sample(m, x_T, method, steps, g, progress=None, **options), None
     runs = [sample(m, x_T, method, steps, g, progress=None, **{**options, "q": q}) for q in qs]
     logp = None if runs[0].logp is None else torch.cat([r.logp for r in runs])
+    se = None if any(r.stderr is None for r in runs) else torch.cat([r.stderr for r in runs])
     labels = [f"q={q:g}" for q in qs for _ in range(x_T.shape[0])]
-    return Samples(torch.cat([r.x for r in runs]), logp, sum(r.nfe for r in runs)), labels
+    return Samples(torch.cat([r.x for r in runs]), logp, sum(r.nfe for r in runs), stderr=se), labels
 
 
 @main.command("sample")
@@ -62,6 +64,8 @@ def _run(m, x_T, method, steps, g, options, qs):
 @solver_option(help="ODE solver")
 @click.option("--divergence", type=click.Choice(DIVERGENCES), default="hutchinson",
               help="Δ log p estimator where a sampler needs it")
+@click.option("--n-probes", type=COUNT, default=1,
+              help="Hutchinson probes per evaluation (ode, hd, density-guided); 2 or more give log p a standard error")
 @click.option("--threshold", type=FINITE, default=4.0, help="hd: the λ where the high-density ODE takes over")
 @click.option("--first", type=click.Choice(["ode", "sde"]), default="ode", help="hd: the sampler before the threshold")
 @click.option("--q", type=QUANTILE, default=0.6, help="guided samplers: the quantile (higher q, higher log p)")

@@ -2,15 +2,16 @@
 increasing or decreasing."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Callable, cast
 
 import torch
 from torch import Tensor
 
 from .base import FixedStepSolver, Problem, as_tuple, axpy
 
-__all__ = ["Solution", "odeint", "check_grid", "as_tuple", "axpy"]
+__all__ = ["Solution", "odeint", "check_grid", "integral_weights", "as_tuple", "axpy"]
 
 
 @dataclass
@@ -79,3 +80,25 @@ def odeint(func, y0, grid, method="euler", return_path: bool = False, progress=N
         if return_path:
             path.append(y)
     return Solution(y, f.n, path, len(lams) - 1)
+
+
+def integral_weights(solver: FixedStepSolver, problem: Problem, scale: Callable[[float], float] | None = None) -> list:
+    """The weight with which each evaluation's rate enters an integral component at the end of a fixed-step solve of
+    ``problem`` — the solver's quadrature on this grid, whatever the method (multistep and λ-written ones included) —
+    from one autograd pass over a replay on a zero state. ``scale(τ)`` multiplies the rate of the evaluation at τ
+    (e.g. dλ/dτ, so that the weights apply to rates in λ). An integral I = Σ_e w_e r_e of rates with independent
+    errors of variances v_e then has variance Σ_e w_e² v_e."""
+    marks: list[Tensor] = []
+
+    def f(tau, y):
+        d = torch.zeros((), dtype=torch.float64, requires_grad=True)
+        marks.append(d)
+        return torch.zeros(1, dtype=torch.float64), (d * (1.0 if scale is None else scale(tau))).reshape(1)
+    prob = dataclasses.replace(problem, n_integrals=1)
+    step = solver.stepper(prob)
+    y: tuple = (torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64))
+    with torch.enable_grad():
+        for i in range(len(prob.nodes) - 1):
+            y = step(f, y, i)
+        grads = torch.autograd.grad(y[-1].sum(), marks, allow_unused=True)
+    return [0.0 if g is None else float(g) for g in grads]

@@ -171,9 +171,14 @@ def _check_nested(c: TrainConfig) -> None:
     from ..nets import MLP, UNet
 
     check_kwargs(c.dataset_kwargs, loader_function(c.dataset), "dataset_kwargs", exclude=("name", "root"))
-    image = c.dataset not in TOY2D
-    net = UNet.__init__ if (c.net == "unet" or (c.net == "auto" and image)) else MLP.__init__
-    check_kwargs(c.net_kwargs, net, "net_kwargs", exclude=("self",))
+    unet = c.net == "unet" or (c.net == "auto" and c.dataset not in TOY2D)
+    kwargs, net = c.net_kwargs, UNet.__init__ if unet else MLP.__init__
+    if c.objective == "distributional":  # the generator networks: GeneratorMLP's own options, GeneratorUNet's noise
+        from ..distributional.generators import GeneratorMLP
+
+        net = UNet.__init__ if unet else GeneratorMLP.__init__
+        kwargs = {k: v for k, v in kwargs.items() if not (unet and k == "noise_channels")}
+    check_kwargs(kwargs, net, "net_kwargs", exclude=("self",))
     if "dropout" in c.net_kwargs and not 0.0 <= c.net_kwargs["dropout"] < 1.0:
         raise ValueError(f"net_kwargs['dropout']={c.net_kwargs['dropout']!r}: need 0 <= dropout < 1.")
 
