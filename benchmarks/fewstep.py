@@ -6,10 +6,13 @@ metrics that see fine structure (distributional/quality.py):
 * 2-D toys (4096 samples vs 4096 held-out points): the toy's task metric (checkerboard: fraction on the squares;
   8 Gaussians: fraction within 3σ of a mode and modes covered), the energy distance and the unbiased RBF MMD² at
   h = 0.05·R (R = the data's range; 0.1·R, 0.2·R, 0.5·R in the JSON);
-* images (``digits``: 360 samples vs the 360 held-out digits; ``patches16``: 512 vs 512 held-out patches): KID-style
+* images (``digits``: 360 samples vs the 360 held-out digits; ``patches16``: 512 vs 512 held-out patches), each
+  sample quantized to the data's levels as an image is (values outside the data range clipped): KID-style
   unbiased MMD² with the cubic kernel in pixels (``kid_pixels``) and in the features of a fixed seeded random conv
   net (``kid_conv``: 3×3 convs of 32/64/128 channels, strides 1/2/2, He-normal weights from seed 0, ReLU, global
-  average pooling), over 4 disjoint sample sets.
+  average pooling), over 4 disjoint sample sets — against the held-out split and (``…_train``) against as many
+  training examples, the distribution the models learned: ``patches16``'s held-out patches come from other photos,
+  and its training crops are themselves at KID 0.23 (pixels) from them, a floor every model shares.
 
 Methods:
 
@@ -19,20 +22,21 @@ Methods:
   (NFE/2 steps, even NFE only) of the library, and diffusers' ``unipc2`` / ``unipc3`` (UniPC-2/3, bh2, NFE steps,
   through ``dd.adapters.sample_scheduler`` on the model's own ᾱ table).
 
-Every method runs on each of its grids (bridge: spacing "t", "lambda", "quadratic"; library solvers: grid kinds
+Every method runs on each of its grids (bridge: spacing "t", "lambda", "quadratic", "cubic"; library solvers: grid kinds
 "lambda", "t", "edm"; UniPC: λ-uniform or Karras σ) with seed 0; the grid with the lowest selection metric (toys:
-MMD² at h = 0.05·R, the finest kernel, which sees both the fine structure and a collapse; images: ``kid_pixels``)
+MMD² at h = 0.05·R, the finest kernel, which sees both the fine structure and a collapse; images: ``kid_pixels_train``)
 is kept and run with the other seeds. Cells are mean ± standard error over the seeds. The strongest baseline per
 NFE is the non-distributional method with the lowest selection metric.
 
     python benchmarks/fewstep.py            # the full table (benchmarks/results/fewstep.json, docs/figures/fewstep*.png)
     python benchmarks/fewstep.py --quick    # NFE 1, 2, 4, 8, 1 seed, 1024 samples; writes to benchmarks/results/latest/
-    python benchmarks/fewstep.py --datasets digits,patches16 --out benchmarks/results/fewstep_images.json
+    python benchmarks/fewstep.py --datasets digits --out benchmarks/results/fewstep_digits.json       # and patches16
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -55,13 +59,14 @@ SCORE_MODEL = {"digits": "digits8", "patches16": "patches16"}  # toys: toy2d-<to
 IMAGE_N = {"digits": 360, "patches16": 512}  # samples per seed (digits: the whole held-out split)
 SOLVER_GRIDS = ("lambda", "t", "edm")
 UNIPC_GRIDS = ("lambda", "karras")
-SPACINGS = ("t", "lambda", "quadratic")
+SPACINGS = ("t", "lambda", "quadratic", "cubic")
 DISTRIBUTIONAL = ("distributional ε=0", "distributional ε=1")
+IMAGE_KEYS = ("kid_pixels_train", "kid_conv_train", "kid_pixels", "kid_conv")
 
 
 def select_key(ds: str) -> str:
     """The metric that picks each method's grid and the strongest baseline (lower is better)."""
-    return "kid_pixels" if ds in IMAGE_N else "mmd2@0.05R"
+    return "kid_pixels_train" if ds in IMAGE_N else "mmd2@0.05R"
 
 
 def methods(ds: str, pretrained: str | None = None) -> dict:
@@ -128,10 +133,30 @@ def _summary(vals: list) -> dict:
     return {"mean": float(v.mean()), "se": se}
 
 
+@functools.lru_cache(maxsize=None)
+def _transform(ds: str):
+    return load_dataset(ds).transform
+
+
+@functools.lru_cache(maxsize=None)
+def _train_reference(ds: str, n: int):
+    """n training examples (evenly spaced over the training split), the models' own data distribution."""
+    train = load_dataset(ds).train_model_space()
+    return train[torch.linspace(0, train.shape[0] - 1, n).long()]
+
+
 def metrics(x, ref, ds: str) -> dict:
     """The data set's metrics of one sample set (means over 4 disjoint sets)."""
-    if ds in IMAGE_N:
-        return {"kid_pixels": kid(x, ref, "pixels")["mean"], "kid_conv": kid(x, ref, "random_conv")["mean"]}
+    if ds in IMAGE_N:  # as images: quantized to the data's levels (clipped) like the reference, then model space
+        tr = _transform(ds)
+        x = tr.forward(tr.inverse(x, round=True).to(torch.float64)).to(ref.dtype)
+        train = _train_reference(ds, x.shape[0])
+        return {
+            "kid_pixels": kid(x, ref, "pixels")["mean"],
+            "kid_conv": kid(x, ref, "random_conv")["mean"],
+            "kid_pixels_train": kid(x, train, "pixels")["mean"],
+            "kid_conv_train": kid(x, train, "random_conv")["mean"],
+        }
     m = structure_metrics(x, ref, ds, sets=4)
     return {k: m[k]["mean"] for k in m if k != "bandwidths"}
 
@@ -198,6 +223,59 @@ def markdown(ds: str, res: dict, nfes, key: str, digits: int = 3) -> str:
     strongest = [strongest_baseline(res, k, ds)[0] or "–" for k in nfes]
     lines.append("| strongest baseline | " + " | ".join(strongest) + " |")
     return "\n".join(lines)
+
+
+def card_section(ds: str, res: dict, nfes, n: int, seeds) -> str:
+    """The model card's "Few-step sample quality" section of ``<ds>-distributional`` from this run's results."""
+    extra = ["modes_covered"] if ds == "8gaussians" else []
+    keys = IMAGE_KEYS if ds in IMAGE_N else [TASK[ds], *extra, select_key(ds), "energy_distance"]
+    lines = [
+        "## Few-step sample quality",
+        "",
+        f"`python benchmarks/fewstep.py --datasets {ds}` ({len(seeds)} seeds × {n} samples against {n} held-out "
+        "examples; mean ± SE over seeds; per NFE the bridge grid with the lowest "
+        f"{select_key(ds)} on the first seed; the strongest baseline is the score-model solver or regression "
+        "twin with the lowest one, on its best grid).",
+        "",
+        "| NFE | " + " | ".join(str(k) for k in nfes) + " |",
+        "|---|" + "---|" * len(nfes),
+    ]
+    for name in DISTRIBUTIONAL:
+        r = res[name]
+        for key in keys:
+            digits = 5 if key.startswith("kid") else 4 if key.startswith(("energy", "mmd")) else 3
+            lines.append(f"| {name}: {key} | " + " | ".join(_cell(r.get(k), key, digits) for k in nfes) + " |")
+        lines.append(f"| {name}: grid | " + " | ".join(r[k]["grid"] if k in r else "–" for k in nfes) + " |")
+    best = [strongest_baseline(res, k, ds) for k in nfes]
+    lines.append("| strongest baseline | " + " | ".join(b[0] or "–" for b in best) + " |")
+    sel = select_key(ds)
+    lines.append(
+        f"| … its {sel} | " + " | ".join(_cell(b[1], sel, 5 if sel.startswith("kid") else 4) for b in best) + " |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def write_card(ds: str, section: str) -> Path:
+    """Replace the "## Few-step sample quality" section of the shipped model card (or append it)."""
+    path = ROOT / "src" / "diffdensity" / "pretrained" / f"{ds}-distributional" / "README.md"
+    text = path.read_text()
+    start = text.find("## Few-step sample quality")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 3)
+        text = text[:start] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
+    path.write_text(text)
+    return path
+
+
+def cards_from(path: Path) -> None:
+    """Rewrite the model cards' few-step sections from a run's JSON (NFE keys back to integers)."""
+    payload = json.loads(path.read_text())
+    for ds, res in payload["results"].items():
+        res = {m: {int(k): v for k, v in r.items()} for m, r in res.items()}
+        n = min(payload["n"], IMAGE_N.get(ds, payload["n"]))
+        print("wrote", write_card(ds, card_section(ds, res, payload["nfes"], n, payload["seeds"])))
 
 
 def plot_curves(results: dict, path: Path) -> None:
@@ -308,14 +386,18 @@ def main(argv=None):
         "--pretrained", default=None, help="folder with <data>-distributional / -regression (default: shipped)"
     )
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/fewstep.json; --quick: latest/)")
+    ap.add_argument("--write-cards", action="store_true", help="rewrite the shipped model cards' few-step sections")
+    ap.add_argument("--cards-from", default=None, help="only rewrite the model cards from this JSON of an earlier run")
     args = ap.parse_args(argv)
+    if args.cards_from:
+        return cards_from(Path(args.cards_from))
     torch.set_num_threads(1)
     nfes, n, seeds = ((1, 2, 4, 8), 1024, [0]) if args.quick else (NFES, args.n, list(range(args.seeds)))
     results = {ds: run_dataset(ds, nfes, n, seeds, args.pretrained) for ds in args.datasets.split(",")}
     text = []
     for ds, res in results.items():
         keys = (
-            ["kid_pixels", "kid_conv"]
+            list(IMAGE_KEYS)
             if ds in IMAGE_N
             else [TASK[ds]] + (["modes_covered"] if ds == "8gaussians" else []) + [select_key(ds), "energy_distance"]
         )
@@ -351,6 +433,9 @@ def main(argv=None):
         plot_scatter(toys, figs / f"fewstep_scatter{suffix}.png", pretrained=args.pretrained)
     for ds in set(results) - set(toys):
         plot_image_grids(ds, results[ds], figs / f"fewstep_grids_{ds}{suffix}.png", pretrained=args.pretrained)
+    if args.write_cards:
+        for ds, res in results.items():
+            print("wrote", write_card(ds, card_section(ds, res, nfes, min(n, IMAGE_N.get(ds, n)), seeds)))
     print(f"wrote {out} and figures in {figs}")
 
 

@@ -89,6 +89,8 @@ def test_time_grid():
     assert [n[0] for n in lam_nodes[:4]] == pytest.approx([-10.0, -5.0, 0.0, 5.0])
     quad = [s for _, _, s in time_grid(sch, 4, "quadratic")]
     assert quad == pytest.approx([t_K, 0.5625 * t_K, 0.25 * t_K, 0.0625 * t_K, 0.0], rel=1e-9, abs=1e-12)
+    cubic = [s for _, _, s in time_grid(sch, 4, "cubic")]
+    assert cubic == pytest.approx([t_K, 0.421875 * t_K, 0.125 * t_K, 0.015625 * t_K, 0.0], rel=1e-9, abs=1e-12)
     with pytest.raises(ValueError, match="spacing"):
         time_grid(sch, 4, "log")
     with pytest.raises(ValueError, match="steps"):
@@ -451,9 +453,10 @@ def test_cli_sweep_and_sample(tmp_path):
 
 
 def test_shipped_checkerboard_pair_learns_the_squares():
-    """The shipped pair load as generators. The distributional model puts ≥ 0.9 of its samples on the squares at
-    4 steps (quadratic grid; measured 0.92 with 3 × 4096 samples; 1024 here, binomial SE 0.009, so ≥ 0.88 is 4 SE); the
-    regression baseline collapses to the mean at 1 step (MMD² at h = 0.2 many times the generator's)."""
+    """The shipped pair load as generators. The distributional model puts ≥ 0.9 of its samples on the squares at 2
+    and 4 steps (cubic grid; measured 0.92 and 0.945 with 3 × 4096 samples; 1024 here, binomial SE ≤ 0.009, so ≥ 0.88
+    and ≥ 0.905 are 4 SE below); the regression baseline collapses to the mean at 1 step (MMD² at h = 0.2 many times
+    the generator's)."""
     from diffdensity.data import load_dataset
     from diffdensity.distributional.quality import checkerboard_fraction, kernel_stats
 
@@ -468,5 +471,33 @@ def test_shipped_checkerboard_pair_learns_the_squares():
     assert out["regression"] > 10 * abs(out["distributional"])
     g = dd.load("checkerboard-distributional")
     x_T = g.schedule.sample_prior((1024, 2), generator=torch.Generator().manual_seed(0))
-    x4 = dd.sample_distributional(g, x_T, 4, generator=torch.Generator().manual_seed(1), spacing="quadratic").x
-    assert checkerboard_fraction(x4) >= 0.88
+    for steps, floor in ((2, 0.88), (4, 0.905)):
+        x = dd.sample_distributional(g, x_T, steps, generator=torch.Generator().manual_seed(1), spacing="cubic").x
+        assert checkerboard_fraction(x) >= floor, steps
+
+
+def test_image_generator_convergence_check_logs_a_kernel_distance_in_features(tmp_path):
+    """On image data the held-out check logs the KID-style distance in the random conv features (kid_conv_K), not
+    MMD² at 0.05·R (a bandwidth that sees nothing in 64 dimensions)."""
+    cfg = paper_config(
+        out=str(tmp_path / "g"),
+        dataset="digits",
+        net="unet",
+        net_kwargs={
+            "ch": 8,
+            "ch_mult": [1],
+            "num_res_blocks": 1,
+            "attn_resolutions": [],
+            "norm_groups": 4,
+            "emb_dim": 16,
+            "head_dim": 8,
+        },
+        population=2,
+        steps=2,
+        batch_size=4,
+        eval_n=16,
+        progress=False,
+        threads=1,
+    )
+    metrics = dd.load(dd.train(cfg)).config["metrics"]
+    assert {"kid_conv_1", "kid_conv_2", "kid_conv_4"} <= set(metrics) and not any("0.05R" in k for k in metrics)

@@ -475,3 +475,18 @@ def test_every_setting_is_checked_before_any_work(tmp_path, bad, match):
     with pytest.raises(ValueError, match=match):
         Trainer(cfg)
     assert not (tmp_path / "never").exists()
+
+
+def test_init_from_starts_from_a_trained_models_weights(tmp_path):
+    """init_from (fine-tuning): the new run's network starts at the source model's (EMA) weights, with a seed that
+    would otherwise give different ones; a network that does not match is refused with the fix named."""
+    import diffdensity.io as io
+    from diffdensity.training.trainer import Trainer
+
+    src = train(_toy_config(tmp_path / "src", steps=10))
+    t = Trainer(_toy_config(tmp_path / "ft", init_from=str(src), seed=7))
+    t.setup()
+    for k, v in io.load(src).net.state_dict().items():
+        assert torch.equal(t.net.state_dict()[k], v) and torch.equal(t.ema_net.state_dict()[k], v), k
+    with pytest.raises(ValueError, match="is not this run's.*same network options"):
+        Trainer(_toy_config(tmp_path / "bad", init_from=str(src), hidden=16)).setup()

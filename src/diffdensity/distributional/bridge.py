@@ -21,7 +21,8 @@ from ..schedules import FlowMatching
 
 __all__ = ["bridge", "bridge_step", "time_grid", "SPACINGS"]
 
-SPACINGS = ("t", "lambda", "quadratic")
+SPACINGS = ("t", "lambda", "quadratic", "cubic")
+_POWER = {"quadratic": 2, "cubic": 3}  # t_k = t_K (k/K)^ρ
 
 
 def _check_churn(churn) -> float:
@@ -67,13 +68,15 @@ def time_grid(schedule, steps: int, spacing: str = "t") -> list[tuple[float, flo
     ends at t₀ = 0, where the last step returns its x̂₀. ``spacing="t"``: t_k = t_K·k/K uniform in
     t = σ/(α + σ) = sigmoid(−λ/2) (FlowMatching's own time t = σ; for other schedules a monotone time in λ);
     ``"lambda"``: λ_k uniform in [λ_min, λ_max] over K+1 nodes whose last node (λ_max) is replaced by t₀ = 0;
-    ``"quadratic"``: t_k = t_K·(k/K)² (DDIM's quadratic spacing, Song et al. 2021 §D.2: more steps at low noise).
+    ``"quadratic"``: t_k = t_K·(k/K)² (DDIM's quadratic spacing, Song et al. 2021 §D.2: more steps at low noise);
+    ``"cubic"``: t_k = t_K·(k/K)³ (finer still near the data; on ``checkerboard-distributional`` the best of the four
+    at 2–4 steps).
     """
     from .._checks import check_count
 
     check_count(steps, "steps")
     if spacing not in SPACINGS:
-        raise ValueError(f"spacing={spacing!r}; choose one of {SPACINGS} (uniform in t, in λ = log SNR, or t ∝ k²).")
+        raise ValueError(f"spacing={spacing!r}; choose one of {SPACINGS} (uniform in t, in λ = log SNR, t ∝ k² or k³).")
     K = int(steps)
     lo, hi = schedule.lambda_min, schedule.lambda_max
     if spacing == "lambda":
@@ -83,7 +86,7 @@ def time_grid(schedule, steps: int, spacing: str = "t") -> list[tuple[float, flo
         fm = FlowMatching()
         t_K = fm.lam_to_time(torch.tensor(lo, dtype=torch.float64))
         ts = t_K * torch.arange(K, 0, -1, dtype=torch.float64) / K
-        ts = ts**2 / t_K if spacing == "quadratic" else ts
+        ts = t_K * (ts / t_K) ** _POWER[spacing] if spacing in _POWER else ts
         lams = fm.time_to_lam(ts).clamp(lo, hi)
     nodes = []
     for lam in lams.tolist():

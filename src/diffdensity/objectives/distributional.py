@@ -145,18 +145,25 @@ class DistributionalObjective:
 
     def evaluate(self, net, x: Tensor, generator) -> dict:
         """Held-out convergence check of ``eval_steps``-step Algorithm-2 samples: MMD (median heuristic), energy
-        distance, MMD² at h = 0.05·R (quality.py, sees fine structure) and the toy's task metric."""
+        distance and a metric that sees fine structure (quality.py): for images (C, H, W) the KID-style cubic MMD² in
+        the features of the fixed random conv net, else MMD² at h = 0.05·R and the toy's task metric."""
         from ..distributional.metrics import sample_distances
-        from ..distributional.quality import kernel_stats, range_bandwidths, toy_task_metrics
+        from ..distributional.quality import kernel_stats, poly_mmd2, random_conv_features, range_bandwidths, \
+            toy_task_metrics
 
         ref = self._model_space(x, generator).cpu()
+        image = ref.ndim == 4
         h = range_bandwidths(ref, (0.05,))[0.05]
+        ref_features = random_conv_features(ref) if image else None
         out = {}
         for k in self.config.eval_steps:
             z = self.sample(net, ref.shape[0], k, generator).cpu()
             d = sample_distances(z, ref)
             out[f"mmd_{k}"], out[f"energy_distance_{k}"] = d["mmd"], d["energy_distance"]
-            out[f"mmd2@0.05R_{k}"] = kernel_stats(z, ref, {"h": h})["mmd2@h"]
+            if image:
+                out[f"kid_conv_{k}"] = poly_mmd2(random_conv_features(z), ref_features)
+            else:
+                out[f"mmd2@0.05R_{k}"] = kernel_stats(z, ref, {"h": h})["mmd2@h"]
             out.update({f"{name}_{k}": v for name, v in toy_task_metrics(self.dataset, z).items()})
         return out
 

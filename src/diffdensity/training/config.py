@@ -22,7 +22,7 @@ STRUCTURAL = (
     "lambda_min", "lambda_max", "parametrization", "weighting", "importance", "is_bins", "is_decay",
     "is_uniform_mix", "batch_size", "lr", "optimizer", "weight_decay", "betas", "warmup", "clip", "ema_decay",
     "lr_decay", "population", "scoring", "beta", "interaction", "kernel_bandwidth",
-    "dequantize", "seed",
+    "dequantize", "seed", "init_from",
 )
 # settings that change what the continued run computes (precision, the data's folder): fixed on resume as well
 RESUME_FIXED = (*STRUCTURAL, "mixed_precision", "root")
@@ -59,6 +59,8 @@ class TrainConfig:
     depth: int | None = _f(None, "MLP residual blocks (default 3)")
     net_kwargs: dict = _f(dict, "network argument override (repeatable), e.g. --net-opt ch=32 --net-opt dropout=0.0",
                           option="--net-opt", kv=True)
+    init_from: str | None = _f(None, "fine-tuning: start from a trained model's weights (a shipped name or a model / "
+                               "run folder); its network must match this run's")
     # diffusion
     schedule: str = _f("VP", "noise schedule", choices=("VP", "VE", "FlowMatching"))
     lambda_min: float | None = _f(None, "default: the schedule's")

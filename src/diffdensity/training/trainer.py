@@ -166,6 +166,8 @@ class Trainer:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)  # network initialisation: identical on every process
         self.net = self.objective.setup(self.ds)
+        if cfg.init_from:
+            _init_weights(self.net, cfg.init_from)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(self.net.parameters(), lr=lr_at(cfg, 0), betas=tuple(cfg.betas),
                                  weight_decay=cfg.weight_decay)
@@ -394,6 +396,20 @@ class Trainer:
         if self.world > 1 and self._accelerator is None:
             self.acc.wait_for_everyone()
             self.acc.end_training()
+
+
+def _init_weights(net, source: str) -> None:
+    """Load a trained model's network weights (``dd.load(source)``) into ``net`` (fine-tuning): same architecture."""
+    from ..io import load
+
+    try:
+        other = getattr(load(source), "net", None)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"init_from={source!r}: {e}") from None
+    if other is None or getattr(other, "config", None) != getattr(net, "config", None):
+        raise ValueError(f"init_from={source!r}: its network {getattr(other, 'config', None)} is not this run's "
+                         f"{getattr(net, 'config', None)}; give the same network options (or none for a new network).")
+    net.load_state_dict(other.state_dict())
 
 
 def _reset_single_process_accelerate_state() -> None:
