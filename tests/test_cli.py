@@ -241,3 +241,13 @@ def test_sample_ode_with_two_probes_writes_standard_errors(tmp_path):
     assert arr["logp_stderr"].shape == (8,) and (arr["logp_stderr"] > 0).all()
     summary = json.loads((out / "summary.json").read_text())
     assert abs(summary["logp_stderr_median"] - float(np.median(arr["logp_stderr"]))) < 1e-6 and summary["n_probes"] == 2
+
+
+def test_distributional_spacing_choices_are_the_bridges():
+    """The CLI lists the bridge's grids itself (no torch at import): the same names as bridge.SPACINGS."""
+    from diffdensity.cli.distributional import distributional_nfe_cmd, distributional_sample_cmd
+    from diffdensity.distributional.bridge import SPACINGS
+
+    for cmd in (distributional_nfe_cmd, distributional_sample_cmd):
+        (opt,) = [p for p in cmd.params if p.name == "spacing"]
+        assert tuple(opt.type.choices) == SPACINGS

@@ -31,14 +31,18 @@ def distributional_train_cmd(ctx, regression, **opts):
     click.echo(str(train(TrainConfig.from_dict(d))))
 
 
+# the bridge's time grids (diffdensity.distributional.bridge.SPACINGS; listed here so the CLI loads no torch)
+SPACING = click.option("--spacing", type=click.Choice(["t", "lambda", "quadratic", "cubic"]), default="t",
+                       help="bridge time grid: uniform in t, uniform in λ, or t_k ∝ k² / k³ (finer near the data)")
+
+
 @distributional_group.command("nfe")
 @click.argument("models", nargs=-1, required=True)
 @click.option("--dataset", required=True, help="held-out data of this data set (its test split) is the reference")
 @click.option("--nfe", "nfes", default="1,2,4,8,16,32", callback=csv(int), help="step counts")
 @click.option("--n", "n", type=COUNT, default=4096, help="samples per model and step count (and reference size)")
 @click.option("--churn", type=UNIT, default=1.0, help="bridge churn ε (0 = DDIM, 1 = DDPM posterior)")
-@click.option("--spacing", type=click.Choice(["t", "lambda", "quadratic", "cubic"]), default="t",
-              help="bridge time grid: uniform in t, uniform in λ, or t_k ∝ k² / k³ (finer near the data)")
+@SPACING
 @click.option("--seed", type=SEED, default=0)
 @click.option("--device", type=DEVICE, default="cpu", help="cpu | cuda | cuda:N (sampling runs there; distances on the CPU)")
 @click.option("--out", type=click.Path(), default="nfe_sweep")
@@ -87,8 +91,7 @@ def distributional_sweep_cmd(ctx, interactions, grid_betas, nfes, n_eval, churn,
 @click.option("--steps", type=COUNT, default=4)
 @click.option("--n", "n", type=COUNT, default=64)
 @click.option("--churn", type=UNIT, default=1.0)
-@click.option("--spacing", type=click.Choice(["t", "lambda", "quadratic", "cubic"]), default="t",
-              help="bridge time grid: uniform in t, uniform in λ, or t_k ∝ k² / k³ (finer near the data)")
+@SPACING
 @click.option("--seed", type=SEED, default=0)
 @click.option("--device", type=DEVICE, default="cpu", help="cpu | cuda | cuda:N")
 @click.option("--out", type=click.Path(), default="samples_distributional")

@@ -154,7 +154,7 @@ class DistributionalObjective:
         ref = self._model_space(x, generator).cpu()
         image = ref.ndim == 4
         h = range_bandwidths(ref, (0.05,))[0.05]
-        ref_features = random_conv_features(ref) if image else None
+        ref_features = random_conv_features(ref) if image else ref
         out = {}
         for k in self.config.eval_steps:
             z = self.sample(net, ref.shape[0], k, generator).cpu()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..objectives import OBJECTIVES
 
@@ -174,7 +175,8 @@ def _check_nested(c: TrainConfig) -> None:
 
     check_kwargs(c.dataset_kwargs, loader_function(c.dataset), "dataset_kwargs", exclude=("name", "root"))
     unet = c.net == "unet" or (c.net == "auto" and c.dataset not in TOY2D)
-    kwargs, net = c.net_kwargs, UNet.__init__ if unet else MLP.__init__
+    kwargs = c.net_kwargs
+    net: Callable = UNet.__init__ if unet else MLP.__init__
     if c.objective == "distributional":  # the generator networks: GeneratorMLP's own options, GeneratorUNet's noise
         from ..distributional.generators import GeneratorMLP
 
