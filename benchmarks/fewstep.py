@@ -233,7 +233,12 @@ def card_section(ds: str, res: dict, nfes, n: int, seeds) -> str:
         "## Few-step sample quality",
         "",
         f"`python benchmarks/fewstep.py --datasets {ds}` ({len(seeds)} seeds × {n} samples against {n} held-out "
-        "examples; mean ± SE over seeds; per NFE the bridge grid with the lowest "
+        + (
+            "examples — and, `…_train`, as many training examples, samples quantized like images"
+            if ds in IMAGE_N
+            else "examples"
+        )
+        + "; mean ± SE over seeds; per NFE the bridge grid with the lowest "
         f"{select_key(ds)} on the first seed; the strongest baseline is the score-model solver or regression "
         "twin with the lowest one, on its best grid).",
         "",

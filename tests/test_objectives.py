@@ -220,21 +220,13 @@ def test_a_saved_config_without_objective_is_read_as_denoising(tmp_path):
 def test_network_options_are_checked_against_the_objectives_network():
     """net_kwargs are the generator network's for the distributional objective (GeneratorMLP's Fourier features,
     GeneratorUNet's noise channels), the score network's for the denoising one; an unknown one is refused by name."""
-    TrainConfig(
-        objective="distributional",
-        dataset="checkerboard",
-        steps=1,
-        out="x",
-        net_kwargs={"fourier": 8, "fourier_scale": 6.0},
-    ).validate()
-    TrainConfig(
-        objective="distributional",
-        dataset="digits",
-        net="unet",
-        steps=1,
-        out="x",
-        net_kwargs={"noise_channels": 2, "ch": 16},
-    ).validate()
+    for dataset, net, kwargs in (
+        ("checkerboard", "auto", {"fourier": 8, "fourier_scale": 6.0}),
+        ("digits", "unet", {"noise_channels": 2, "ch": 16}),
+    ):
+        TrainConfig(
+            objective="distributional", dataset=dataset, net=net, steps=1, out="x", net_kwargs=kwargs
+        ).validate()
     with pytest.raises(ValueError, match="unknown argument 'fourier'"):
         TrainConfig(
             objective="denoising", dataset="checkerboard", steps=1, out="x", net_kwargs={"fourier": 8}

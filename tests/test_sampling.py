@@ -226,6 +226,14 @@ def test_ab2_sampler_is_second_order_at_one_evaluation_per_step(name):
 
 
 # --- standard errors of the tracked log p (issue 25) -------------------------------------------------------------------
+def _stderr_oracle():
+    """A VP mixture oracle (D = 16) and 32 latents."""
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(3, 16, generator=g, dtype=torch.float64)
+    m = dd.GaussianMixture(mu, torch.full((3,), 0.5, dtype=torch.float64)).diffused(dd.VP())
+    return m, m.schedule.sample_prior((32, 16), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+
 def _stderr_calibration(sampler, seeds=32):
     """√(mean over examples of [observed variance of log p over probe seeds / mean reported variance]): 1 for
     calibrated standard errors; each ratio has relative sd √(2/(seeds − 1)) (0.25 at 32 seeds), so the mean over 32
@@ -241,25 +249,11 @@ def test_sample_ode_stderr_is_calibrated_on_the_oracle(solver, steps):
     """Fixed-step tracking with 2 fresh probes per evaluation reports √(Σ w_e² v_e) (the solver's quadrature weights,
     each evaluation's probe variance): over 32 probe seeds the observed variance matches the reported one (within
     0.15 of 1, ≈ 6 of its own sampling errors). One probe gives no standard error; the exact divergence gives 0."""
-    import diffdensity as dd
-
-    g = torch.Generator().manual_seed(0)
-    mu = torch.randn(3, 16, generator=g, dtype=torch.float64)
-    m = dd.GaussianMixture(mu, torch.full((3,), 0.5, dtype=torch.float64)).diffused(dd.VP())
-    xT = m.schedule.sample_prior((32, 16), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    m, xT = _stderr_oracle()
 
     def run(gen, n_probes=2, divergence="hutchinson"):
-        return dd.sample_ode(
-            m,
-            xT,
-            steps=steps,
-            solver=solver,
-            track_logp=True,
-            n_probes=n_probes,
-            divergence=divergence,
-            generator=gen,
-            progress=False,
-        )
+        kw = dict(track_logp=True, n_probes=n_probes, divergence=divergence, generator=gen, progress=False)
+        return dd.sample_ode(m, xT, steps=steps, solver=solver, **kw)
 
     assert abs(_stderr_calibration(run) - 1) < 0.15
     assert run(None, n_probes=1).stderr is None
@@ -268,12 +262,7 @@ def test_sample_ode_stderr_is_calibrated_on_the_oracle(solver, steps):
 
 def test_sample_hd_stderr_adds_its_legs():
     """sample_hd's standard error combines both legs' (independent probes), and is calibrated on the oracle."""
-    import diffdensity as dd
-
-    g = torch.Generator().manual_seed(0)
-    mu = torch.randn(3, 16, generator=g, dtype=torch.float64)
-    m = dd.GaussianMixture(mu, torch.full((3,), 0.5, dtype=torch.float64)).diffused(dd.VP())
-    xT = m.schedule.sample_prior((32, 16), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    m, xT = _stderr_oracle()
 
     def run(gen):
         return dd.sample_hd(m, xT, threshold=0.0, steps=24, track_logp=True, n_probes=2, generator=gen, progress=False)

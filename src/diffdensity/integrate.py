@@ -233,9 +233,7 @@ class _Leg:
 def combine_stderr(weights, variances) -> Tensor | None:
     """√(Σ_e w_e² v_e): the standard error of Σ_e w_e r_e for independent rate errors of variances v_e (None if any
     v_e is unknown, or the counts disagree)."""
-    if len(weights) != len(variances) or any(v is None for v in variances):
-        return None
-    if not variances:
+    if not variances or len(weights) != len(variances) or any(v is None for v in variances):
         return None
     return torch.stack([w * w * v for w, v in zip(weights, variances)]).sum(0).sqrt()
 

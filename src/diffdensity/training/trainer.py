@@ -95,7 +95,7 @@ class Trainer:
         self._claim_run_folder()
         state = self._read_resume_state()
         self._load_data()
-        self._build()
+        self._build(init=state is None)  # a resumed run takes its weights from the checkpoint, not init_from
         if state is not None:
             self._restore(state)
         self.net, self.optimizer = self.acc.prepare(self.net, self.optimizer)
@@ -162,11 +162,11 @@ class Trainer:
                              f"({ds.train.shape[0]} examples).")
         self.ds, self.dim = ds, math.prod(ds.model_shape)
 
-    def _build(self) -> None:
+    def _build(self, init: bool = True) -> None:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)  # network initialisation: identical on every process
         self.net = self.objective.setup(self.ds)
-        if cfg.init_from:
+        if cfg.init_from and init:
             _init_weights(self.net, cfg.init_from)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(self.net.parameters(), lr=lr_at(cfg, 0), betas=tuple(cfg.betas),
