@@ -27,3 +27,28 @@ def make_mixture(D, K=3, seed=0, std=0.4, scale=1.0, diagonal=False, dtype=torch
         stds = std * (0.5 + torch.rand(K, generator=g, dtype=dtype))
     weights = 0.2 + torch.rand(K, generator=g, dtype=dtype)
     return dd.GaussianMixture(means, stds, weights)
+
+
+def toy_train_config(out, **kw):
+    """A seconds-long training run on 8 Gaussians (a 16-wide MLP, 20 steps, checkpoints every 5): ``kw`` override."""
+    from diffdensity.training import TrainConfig
+
+    base = dict(
+        dataset="8gaussians",
+        dataset_kwargs={"n_train": 256, "n_test": 32},
+        net="mlp",
+        hidden=16,
+        depth=1,
+        steps=20,
+        batch_size=16,
+        lr=1e-3,
+        warmup=2,
+        log_every=2,
+        checkpoint_every=5,
+        eval_final=False,
+        progress=False,
+        threads=1,
+        out=str(out),
+        seed=1,
+    )
+    return TrainConfig(**{**base, **kw})

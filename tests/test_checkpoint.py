@@ -6,33 +6,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import toy_train_config
 
-from diffdensity.training import TrainConfig, load_checkpoint, train
+from diffdensity.training import load_checkpoint, train
 from diffdensity.training.checkpoint import CHECKPOINT_NAME, CHECKPOINT_VERSION, save_checkpoint
 
 torch.set_num_threads(1)
 
 
 def _cfg(out, **kw):
-    base = dict(
-        dataset="8gaussians",
-        dataset_kwargs={"n_train": 256, "n_test": 32},
-        net="mlp",
-        hidden=16,
-        depth=1,
-        steps=20,
-        batch_size=16,
-        lr=1e-3,
-        warmup=2,
-        log_every=2,
-        checkpoint_every=5,
-        eval_final=False,
-        progress=False,
-        threads=1,
-        out=str(out),
-        seed=1,
-    )
-    return TrainConfig(**{**base, **kw})
+    return toy_train_config(out, **kw)
 
 
 def _as_version_1(path: Path) -> None:

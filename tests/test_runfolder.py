@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import toy_train_config
 
-from diffdensity.training import TrainConfig, load_checkpoint, train
+from diffdensity.training import load_checkpoint, train
 from diffdensity.training.checkpoint import CHECKPOINT_NAME
 from diffdensity.training.runfolder import LOCK_NAME, RunLock, _start_time, truncate_log
 
@@ -23,25 +24,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def _cfg(out, **kw):
-    base = dict(
-        dataset="8gaussians",
-        dataset_kwargs={"n_train": 256, "n_test": 32},
-        net="mlp",
-        hidden=16,
-        depth=1,
-        steps=6,
-        batch_size=16,
-        lr=1e-3,
-        warmup=2,
-        log_every=1,
-        checkpoint_every=5,
-        eval_final=False,
-        progress=False,
-        threads=1,
-        out=str(out),
-        seed=1,
-    )
-    return TrainConfig(**{**base, **kw})
+    return toy_train_config(out, **{"steps": 6, "log_every": 1, **kw})
 
 
 def _steps(out):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import toy_train_config
 from torch import nn
 
 from diffdensity.models import PARAMETRIZATIONS, NetworkModel, targets_from_eps
@@ -202,26 +203,18 @@ def test_ema():
 
 # ------------------------------------------------------------------------------------------------ trainer
 def _toy_config(out, **kw):
+    """The trainer tests' run: 512 points, a 32-wide MLP, 30 steps, checkpoints every 10."""
     base = dict(
-        dataset="8gaussians",
         dataset_kwargs={"n_train": 512, "n_test": 64},
-        net="mlp",
         hidden=32,
-        depth=1,
         steps=30,
         batch_size=32,
-        lr=1e-3,
         warmup=5,
         log_every=10,
         checkpoint_every=10,
-        eval_final=False,
-        progress=False,
-        threads=1,
-        out=str(out),
         seed=3,
     )
-    base.update(kw)
-    return TrainConfig(**base)
+    return toy_train_config(out, **{**base, **kw})
 
 
 def _final_state(out):
