@@ -52,3 +52,32 @@ def toy_train_config(out, **kw):
         seed=1,
     )
     return TrainConfig(**{**base, **kw})
+
+
+def accelerate_launch_two_cpu_processes() -> list:
+    """The command prefix ``accelerate launch`` for two CPU processes on one machine (gloo) on a free local port."""
+    import socket
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    accelerate = Path(sys.executable).with_name("accelerate")
+    launcher = (
+        [str(accelerate), "launch"] if accelerate.exists() else [sys.executable, "-m", "accelerate.commands.launch"]
+    )
+    return [
+        *launcher,
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+    ]

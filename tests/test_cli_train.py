@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import accelerate_launch_two_cpu_processes
 from click.testing import CliRunner
 
 import diffdensity.io as io
@@ -118,34 +117,13 @@ def test_train_errors_are_clean(tmp_path):
     assert r.exit_code != 0 and "steps" in r.output
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_cpu_run_through_accelerate(tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2 ... train --cpu` (gloo) trains and writes a loadable model
     (about 5 s: two training processes)."""
     out = tmp_path / "mp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    accelerate = Path(sys.executable).with_name("accelerate")
-    launcher = (
-        [str(accelerate), "launch"] if accelerate.exists() else [sys.executable, "-m", "accelerate.commands.launch"]
-    )
     cmd = [
-        *launcher,
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(_free_port()),
+        *accelerate_launch_two_cpu_processes(),
         "-m",
         "diffdensity.cli",
         "train",

@@ -4,7 +4,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_mixture
+from conftest import accelerate_launch_two_cpu_processes, make_mixture
 
 import diffdensity as dd
 from diffdensity.evaluate import example_seed
@@ -172,34 +171,13 @@ def test_killed_mid_run_and_restarted_finishes_without_recomputing_saved_batches
     assert np.array_equal(a, b)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_through_accelerate_give_one_process_values(tmp_path):
     """One process against two through accelerate (about 8 s: three subprocesses over gloo)."""
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(tests=TESTS))
     one = _run([sys.executable, str(script), str(tmp_path / "one"), "0"], _env())
-    accelerate = Path(sys.executable).with_name("accelerate")
-    launcher = (
-        [str(accelerate), "launch"] if accelerate.exists() else [sys.executable, "-m", "accelerate.commands.launch"]
-    )
     cmd = [
-        *launcher,
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(_free_port()),
+        *accelerate_launch_two_cpu_processes(),
         str(script),
         str(tmp_path / "two"),
         "0",
