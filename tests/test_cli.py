@@ -91,24 +91,8 @@ def test_sample_files_are_trustworthy(tmp_path):
     the JSON records the settings."""
     r = CliRunner()
     out = tmp_path / "d"
-    res = r.invoke(
-        main,
-        [
-            "sample",
-            "--model",
-            "digits8",
-            "--method",
-            "ode",
-            "--n",
-            "4",
-            "--steps",
-            "8",
-            "--seed",
-            "3",
-            "--out",
-            str(out),
-        ],
-    )
+    args = ["sample", "--model", "digits8", "--method", "ode", "--n", "4", "--steps", "8", "--seed", "3"]
+    res = r.invoke(main, [*args, "--out", str(out)])
     assert res.exit_code == 0, res.output
     arr = np.load(out / "samples.npz")
     assert arr["x_data"].dtype == np.uint8 and arr["x_data"].shape == (4, 8, 8) and arr["x_data"].max() <= 16
@@ -118,27 +102,7 @@ def test_sample_files_are_trustworthy(tmp_path):
     res = r.invoke(main, ["sample", "digits8", "--n", "2", "--steps", "4", "--out", str(out)])
     assert res.exit_code != 0 and "--overwrite" in res.output
     again = tmp_path / "d2"
-    assert (
-        r.invoke(
-            main,
-            [
-                "sample",
-                "--model",
-                "digits8",
-                "--method",
-                "ode",
-                "--n",
-                "4",
-                "--steps",
-                "8",
-                "--seed",
-                "3",
-                "--out",
-                str(again),
-            ],
-        ).exit_code
-        == 0
-    )
+    assert r.invoke(main, [*args, "--out", str(again)]).exit_code == 0
     assert np.array_equal(np.load(again / "samples.npz")["x"], arr["x"])  # same seed, same files
 
 
